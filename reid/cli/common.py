@@ -1,0 +1,29 @@
+"""Options shared by the sub-commands that run the model."""
+
+from __future__ import annotations
+
+import argparse
+
+from reid.engine import EngineOptions, Extractor, load_extractor
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="weights", help="checkpoint file or folder (default: weights/)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward")
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster runs)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+
+
+def extractor_from_args(args: argparse.Namespace) -> Extractor:
+    options = EngineOptions(
+        device=args.device,
+        dtype=args.dtype,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        flip=args.flip,
+        max_batch_size=args.batch_size,
+    )
+    return load_extractor(args.weights, options=options)

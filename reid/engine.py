@@ -1,0 +1,245 @@
+"""The inference engine: uint8 image batches in, L2-normalised re-ID embeddings out, as fast as possible."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from reid.checkpoints import load_checkpoint, model_fingerprint
+from reid.errors import ConfigError, ReidError
+from reid.models import ReIDConfig, ReIDModel, reid_config
+from reid.preprocess import ImageSource, PreprocessConfig, Preprocessor, normalize
+
+logger = logging.getLogger(__name__)
+
+Dtype = Literal["auto", "fp32", "bf16", "fp16"]
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar", ".bin")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """How to run the model. ``dtype="auto"``: bf16 on a GPU that supports it (fp16 otherwise), fp32 on CPU.
+
+    Low precision runs under autocast, so norms, pooling and the L2 normalisation stay in float32.
+    """
+
+    device: str = "auto"
+    dtype: Dtype = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    flip: bool = False
+    max_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.dtype not in (*_TORCH_DTYPES, "auto"):
+            raise ConfigError(f"dtype must be one of auto, fp32, bf16, fp16; got {self.dtype!r}")
+        if self.max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+
+    def resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"invalid device {self.device!r}: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available")
+        return device
+
+    def resolve_dtype(self, device: torch.device) -> torch.dtype:
+        if self.dtype == "auto":
+            if device.type != "cuda":
+                return torch.float32
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = _TORCH_DTYPES[self.dtype]
+        if dtype == torch.float16 and device.type != "cuda":
+            raise ConfigError("fp16 inference is only supported on CUDA; use bf16 or fp32 on CPU")
+        return dtype
+
+
+class Extractor:
+    """Owns one re-ID model on one device. Thread-safe: forwards are serialised by a lock, so a single
+    worker (the dynamic batcher) or several callers may use it; preprocessing runs outside the lock."""
+
+    def __init__(
+        self,
+        model: ReIDModel,
+        preprocess: PreprocessConfig,
+        *,
+        fingerprint: str,
+        options: EngineOptions | None = None,
+        decode_workers: int | None = None,
+    ) -> None:
+        self.options = options or EngineOptions()
+        self.device = self.options.resolve_device()
+        self.dtype = self.options.resolve_dtype(self.device)
+        self.preprocess = preprocess
+        self.fingerprint = fingerprint
+        self.config: ReIDConfig = model.cfg
+        self.dim = model.embedding_dim
+        model = model.eval().to(self.device)
+        if self.options.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self._model = model
+        self._forward: Any = torch.compile(model, dynamic=False) if self.options.compile else model
+        self._lock = threading.Lock()
+        self._preprocessor = Preprocessor(preprocess, workers=decode_workers)
+
+    # --- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, *, source: str = "auto", options: EngineOptions | None = None, **kwargs: Any
+    ) -> Extractor:
+        loaded = load_checkpoint(path, source=source)
+        logger.info(
+            "loaded %s (%s, %s): fingerprint %s",
+            path,
+            loaded.source,
+            loaded.config.backbone_name,
+            loaded.fingerprint,
+        )
+        return cls(loaded.model, loaded.preprocess, fingerprint=loaded.fingerprint, options=options, **kwargs)
+
+    @classmethod
+    def random_init(
+        cls,
+        config: ReIDConfig | None = None,
+        preprocess: PreprocessConfig | None = None,
+        *,
+        options: EngineOptions | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> Extractor:
+        """A randomly initialised model: for demos and tests only, its embeddings mean nothing."""
+        config = config or reid_config()
+        preprocess = preprocess or PreprocessConfig()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ReIDModel(config)
+        fingerprint = model_fingerprint(config, preprocess, model.state_dict())
+        return cls(model, preprocess, fingerprint=fingerprint, options=options, **kwargs)
+
+    # --- inference ----------------------------------------------------------------------------------
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocess.height, self.preprocess.width
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        x = normalize(
+            batch.to(self.device, non_blocking=True),
+            self.preprocess,
+            channels_last=self.options.channels_last,
+        )
+        with self._autocast():
+            feats = self._forward(x).float()
+            if self.options.flip:
+                feats = (feats + self._forward(x.flip(3)).float()) / 2
+        return feats
+
+    def embed_batch(self, batch: torch.Tensor, *, normalize_output: bool = True) -> np.ndarray:
+        """Embed a uint8 (N, 3, H, W) batch; chunks by ``max_batch_size``. Returns float32 (N, dim)."""
+        expected = (3, *self.input_size)
+        if batch.dtype != torch.uint8 or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise ConfigError(
+                f"expected a uint8 batch of shape (N, {expected}), got {batch.dtype} {tuple(batch.shape)}"
+            )
+        out = np.empty((batch.shape[0], self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            for start, chunk in _chunks(batch, self.options.max_batch_size):
+                feats = self._run(chunk)
+                if normalize_output:
+                    feats = torch.nn.functional.normalize(feats, dim=1)
+                out[start : start + chunk.shape[0]] = feats.cpu().numpy()
+        return out
+
+    def prepare(self, images: Sequence[ImageSource]) -> torch.Tensor:
+        """Decode + resize on the worker threads (raises the first bad image, with its index)."""
+        return self._preprocessor.prepare_batch(images)
+
+    def prepare_many(self, images: Sequence[ImageSource]) -> list[torch.Tensor | ReidError]:
+        """Like :meth:`prepare` but keeps going: bad images come back as errors in their slots."""
+        return self._preprocessor.prepare_many(images)
+
+    def embed(self, images: Sequence[ImageSource], *, normalize_output: bool = True) -> np.ndarray:
+        """Bytes or paths → (N, dim) float32 embeddings, L2-normalised unless asked otherwise."""
+        if not images:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self.embed_batch(self.prepare(images), normalize_output=normalize_output)
+
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Run once per batch shape so the first request does not pay for allocation / compilation."""
+        for n in batch_sizes:
+            self.embed_batch(
+                torch.zeros((min(n, self.options.max_batch_size), 3, *self.input_size), dtype=torch.uint8)
+            )
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self.fingerprint,
+            "backbone": self.config.backbone_name,
+            "dim": self.dim,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "channels_last": self.options.channels_last,
+            "compile": self.options.compile,
+            "flip": self.options.flip,
+            "max_batch_size": self.options.max_batch_size,
+            "input_size": list(self.input_size),
+        }
+
+    def close(self) -> None:
+        self._preprocessor.close()
+
+
+def _chunks(batch: torch.Tensor, size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    for start in range(0, batch.shape[0], size):
+        yield start, batch[start : start + size]
+
+
+def find_checkpoint(path: str | Path) -> Path | None:
+    """A checkpoint file, or the single checkpoint in a folder; None for an empty folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise ConfigError(f"weights path {path} does not exist")
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ConfigError(f"{path} holds several checkpoints ({names}); point to one file")
+    return found[0] if found else None
+
+
+RANDOM_WEIGHTS_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!!  NO WEIGHTS FOUND in {where}: using RANDOMLY INITIALISED weights.\n"
+    "!!  Embeddings are meaningless. Put a checkpoint in weights/ or set REID_WEIGHTS.\n" + "!" * 78
+)
+
+
+def load_extractor(
+    weights: str | Path | None, *, options: EngineOptions | None = None, **kwargs: Any
+) -> Extractor:
+    """The product's loader: a checkpoint file or folder, or random weights with a loud warning."""
+    checkpoint = find_checkpoint(weights) if weights is not None else None
+    if checkpoint is None:
+        logger.warning(RANDOM_WEIGHTS_WARNING.format(where=weights or "(no path given)"))
+        return Extractor.random_init(options=options, **kwargs)
+    return Extractor.from_checkpoint(checkpoint, options=options, **kwargs)
