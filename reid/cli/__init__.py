@@ -17,7 +17,7 @@ from reid.errors import ReidError
 
 # Sub-command modules, imported lazily so `reid --help` stays fast and a missing optional dependency
 # only breaks the command that needs it.
-COMMANDS: tuple[str, ...] = ("models", "embed")
+COMMANDS: tuple[str, ...] = ("models", "embed", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

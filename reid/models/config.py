@@ -11,6 +11,7 @@ from reid.errors import ConfigError
 BlockType = Literal["basic", "bottleneck"]
 StridePlacement = Literal["first", "last"]
 StemPool = Literal["pad", "ceil"]
+NonLocalWidth = Literal["one", "half"]
 SEForm = Literal["linear", "conv"]
 IBNType = Literal["a", "b"]
 
@@ -19,6 +20,7 @@ _PLACEMENTS = get_args(StridePlacement)
 _SE_FORMS = get_args(SEForm)
 _IBN_TYPES = get_args(IBNType)
 _STEM_POOLS = get_args(StemPool)
+_NL_WIDTHS = get_args(NonLocalWidth)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +51,9 @@ class ResNetConfig:
     ibn: IBNType | None = None
     # Non-local blocks per stage (fast-reid SBS): inserted after the last n units of each stage.
     non_local: tuple[int, int, int, int] = (0, 0, 0, 0)
+    # fast-reid's Non_local computes `reduc_ratio // reduc_ratio`, i.e. one inner channel, except between
+    # 2020-09 and 2020-12 when it used C/2 ("half"); checkpoints carry the shape, so it is configurable.
+    non_local_width: NonLocalWidth = "one"
     # Stem max-pool: "pad" = 3×3/2 padding 1 (torchvision); "ceil" = padding 0, ceil_mode (fast-reid since
     # 2020-08): same output size, different values at the border.
     stem_pool: StemPool = "pad"
@@ -89,6 +94,8 @@ class ResNetConfig:
             raise ConfigError(
                 f"non_local must give 0..blocks non-local units per stage, got {self.non_local}"
             )
+        if self.non_local_width not in _NL_WIDTHS:
+            raise ConfigError(f"non_local_width must be one of {_NL_WIDTHS}, got {self.non_local_width!r}")
         if self.num_classes < 0:
             raise ConfigError(f"num_classes must be >= 0 (0 = no classifier), got {self.num_classes}")
         if self.in_chans < 1:

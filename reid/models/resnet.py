@@ -20,9 +20,6 @@ from reid.models.blocks import (
 from reid.models.config import ResNetConfig
 from reid.models.layers import IBN, AttentionFactory, NonLocal, NormFactory, SEConv, SELayer
 
-# fast-reid's Non_local computes `reduc_ratio // reduc_ratio`, i.e. one inner channel; its checkpoints
-# carry that shape, so we reproduce it rather than the paper's C/2.
-NON_LOCAL_INTER_CHANNELS = 1
 # IBN is applied in layer1..3 only (IBN-Net: instance statistics help shallow layers, hurt deep ones);
 # IBN-b's post-add IN sits in the last unit of layer1..2.
 _IBN_A_STAGES = 3
@@ -88,7 +85,8 @@ class ResNet(nn.Module):
             self._non_local_at.append(frozenset(range(blocks - n_nl, blocks)))
             if n_nl:
                 nl = nn.ModuleList(
-                    NonLocal(inplanes, NON_LOCAL_INTER_CHANNELS, eps=cfg.bn_eps) for _ in range(n_nl)
+                    NonLocal(inplanes, 1 if cfg.non_local_width == "one" else inplanes // 2, eps=cfg.bn_eps)
+                    for _ in range(n_nl)
                 )
                 self.add_module(f"NL_{i + 1}", nl)
         self.num_features = inplanes

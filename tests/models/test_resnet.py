@@ -233,3 +233,11 @@ def test_fresh_non_local_units_are_identity() -> None:
     x = torch.randn(1, 3, 64, 32)
     with torch.inference_mode():
         torch.testing.assert_close(with_nl(x), plain(x))
+
+
+def test_non_local_width_half_matches_late_2020_fast_reid() -> None:
+    model = create_model("resnet50", non_local=(0, 2, 3, 0), non_local_width="half", num_classes=0)
+    sd = model.state_dict()
+    assert sd["NL_2.0.g.weight"].shape == (256, 512, 1, 1)
+    assert sd["NL_3.0.theta.weight"].shape == (512, 1024, 1, 1)
+    assert create_model("resnet50", non_local=(0, 2, 3, 0)).state_dict()["NL_2.0.g.weight"].shape[0] == 1
