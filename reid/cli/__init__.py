@@ -17,7 +17,18 @@ from reid.errors import ReidError
 
 # Sub-command modules, imported lazily so `reid --help` stays fast and a missing optional dependency
 # only breaks the command that needs it.
-COMMANDS: tuple[str, ...] = ("models", "embed", "convert")
+COMMANDS: tuple[str, ...] = (
+    "serve",
+    "embed",
+    "search",
+    "index",
+    "gallery",
+    "eval",
+    "convert",
+    "models",
+    "bench",
+    "synth",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,71 @@
+# syntax=docker/dockerfile:1
+# The reid service image. Weights are never baked in or downloaded: mount them at /weights.
+#
+#   GPU (default): docker build -t reid:gpu .
+#   CPU:           docker build -t reid:cpu --build-arg VARIANT=cpu --build-arg BASE_IMAGE=python:3.11-slim-bookworm .
+#
+# torch==2.14.1 from PyPI is the CUDA 13.0 build (2.14.1+cu130), so the default base is CUDA 13.0. Its
+# "base" flavour is enough: the torch and faiss wheels bring their own CUDA libraries, and the image adds the
+# driver compatibility layer and the NVIDIA_* variables that the NVIDIA container toolkit reads.
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
+
+# --- Python on top of the base: CUDA images are plain Ubuntu, python:* images already have it -------------
+FROM ${BASE_IMAGE} AS python
+# Versions come from the base image's release; pinning them here would break on its next point release.
+# hadolint ignore=DL3008
+RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
+# --- builder: a virtual environment holding the package and its dependencies -------------------------------
+FROM python AS builder
+# gpu: faiss-gpu-cu12 and PyPI's CUDA torch; cpu: faiss-cpu and the CPU torch wheel from TORCH_CPU_INDEX
+# (leave TORCH_CPU_INDEX empty to take PyPI's torch instead, e.g. behind a PyPI-only mirror).
+ARG VARIANT=gpu
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY reid ./reid
+COPY app ./app
+# The cache mount keeps the multi-GB torch download across rebuilds without putting it in a layer.
+# An extra index whose torch is 2.14.1+cpu wins over PyPI's 2.14.1: the pins stay in pyproject.toml.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    case "${VARIANT}" in \
+        gpu) extra_index="" ;; \
+        cpu) extra_index="${TORCH_CPU_INDEX}" ;; \
+        *) echo "VARIANT must be gpu or cpu, got '${VARIANT}'" >&2; exit 1 ;; \
+    esac \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install ${extra_index:+--extra-index-url "${extra_index}"} ".[${VARIANT}]" \
+    && /opt/venv/bin/reid --help > /dev/null
+
+# --- runtime: the base, Python, the environment and an unprivileged user ----------------------------------
+FROM python AS runtime
+ARG VARIANT=gpu
+LABEL org.opencontainers.image.title="reid" \
+      org.opencontainers.image.description="Person re-identification embedding and search service (${VARIANT})"
+RUN groupadd --gid 10001 reid \
+    && useradd --no-log-init --uid 10001 --gid reid --create-home --home-dir /home/reid \
+        --shell /usr/sbin/nologin reid \
+    && mkdir -p /weights /gallery \
+    && chown reid:reid /gallery
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    REID_WEIGHTS=/weights \
+    REID_GALLERY_DIR=/gallery
+# A new named volume copies /gallery's owner, so the service can write to it.
+VOLUME ["/weights", "/gallery"]
+# Numeric, so runtimes that enforce "non-root" (Kubernetes runAsNonRoot) can check it.
+USER 10001:10001
+WORKDIR /home/reid
+EXPOSE 8000
+# Ready = weights loaded, warmed up and the gallery open; urlopen raises (exit 1) on 503 or no answer.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+# One worker: the gallery directory takes a single writer process. Extra arguments become `reid serve` flags.
+ENTRYPOINT ["reid", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,7 @@
+"""HTTP routes, one module per concern."""
+
+from app.routes import embed, gallery, ops, search
+
+ROUTERS = (embed.router, search.router, gallery.router, ops.router)
+
+__all__ = ["ROUTERS"]

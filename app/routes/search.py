@@ -1,0 +1,101 @@
+"""``POST /search``: nearest gallery items for query images or embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
+from app.deps import AppSettings, Embedder, Gallery
+from app.inference import EmbeddingService, ImageInput
+from app.openapi import error_responses, request_body
+from app.routes.embed import IMAGE_ERRORS
+from app.schemas import QueryResult, SearchForm, SearchHit, SearchOptions, SearchRequest, SearchResponse
+from reid.errors import ModelMismatch
+from reid.gallery import FaissGallery, Hit, RerankConfig
+
+router = APIRouter(tags=["search"])
+
+
+def unit_rows(rows: Sequence[Sequence[float]], dim: int) -> np.ndarray:
+    """Client embeddings as float32 unit rows; any scale is accepted (rows are scaled before squaring,
+    so huge values cannot overflow the norm)."""
+    for i, row in enumerate(rows):
+        if len(row) != dim:
+            raise ModelMismatch(f"embedding {i} has {len(row)} values; this model's embeddings have {dim}")
+    x = np.asarray(rows, dtype=np.float64)
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    zero = np.flatnonzero(peak[:, 0] == 0)
+    if len(zero):
+        loc = ("body", "embeddings", int(zero[0]))
+        raise RequestValidationError(
+            [{"loc": loc, "msg": "an all-zero embedding has no direction", "type": "value_error"}]
+        )
+    x /= peak
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def run_search(
+    gallery: FaissGallery, vectors: np.ndarray, options: SearchOptions, fingerprint: str, top_n: int
+) -> list[list[Hit]]:
+    if not options.rerank:
+        return gallery.search(vectors, options.k, options.filters(), fingerprint=fingerprint)
+    # Re-rank each query on its own: its hits then never depend on the other queries of the request, and
+    # memory stays O(top_n²) instead of O((queries × top_n)²).
+    rerank = RerankConfig(top_n=top_n)
+    return [
+        gallery.search(row[None], options.k, options.filters(), fingerprint=fingerprint, rerank=rerank)[0]
+        for row in vectors
+    ]
+
+
+async def read_queries(
+    request: Request, embedder: EmbeddingService
+) -> tuple[np.ndarray, SearchOptions, dict[str, str]]:
+    """Query vectors, search options and the timing headers of embedding them (none for given vectors)."""
+    images: list[ImageInput]
+    options: SearchOptions
+    if body_kind(request) == "json":
+        body = await parse_json(request, SearchRequest)
+        if body.embeddings is not None:
+            if body.model is not None and body.model != embedder.fingerprint:
+                raise ModelMismatch(
+                    f"embeddings from model {body.model!r}; this service runs {embedder.fingerprint!r}"
+                )
+            embedder.check_count(len(body.embeddings))
+            return unit_rows(body.embeddings, embedder.dim), body, {}
+        images, options = list(body.images or ()), body
+    else:
+        form = form_model(SearchForm, await parse_multipart(request))
+        images, options = list(form.images), form
+    embedded = await embedder.embed(images)
+    return embedded.vectors, options, embedded.timing_headers()
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Search the gallery",
+    description=(
+        "Query by images (JSON base64 or multipart files) or by embeddings (JSON). Returns the k best "
+        "hits per query, best first, after filters (cameras, persons, same-camera exclusion, time range); "
+        "rerank=true re-orders each query's top candidates (REID_RERANK_TOP_N) by k-reciprocal distance."
+    ),
+    responses=error_responses(*IMAGE_ERRORS),
+    openapi_extra=request_body(SearchRequest, SearchForm),
+)
+async def search(request: Request, embedder: Embedder, gallery: Gallery, settings: AppSettings) -> Response:
+    vectors, options, headers = await read_queries(request, embedder)
+    hits = await asyncio.to_thread(
+        run_search, gallery, vectors, options, embedder.fingerprint, settings.rerank_top_n
+    )
+    results = [
+        QueryResult(index=i, hits=[SearchHit.model_validate(hit.as_dict()) for hit in query_hits])
+        for i, query_hits in enumerate(hits)
+    ]
+    return json_response(SearchResponse(model=embedder.fingerprint, results=results), headers)

@@ -1,0 +1,100 @@
+"""Service settings, read from ``REID_*`` environment variables (and ``reid serve`` flags, which set them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reid.engine import EngineOptions
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every field ``name`` is read from ``REID_<NAME>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="REID_", frozen=True, extra="ignore")
+
+    # --- model ------------------------------------------------------------------------------------
+    weights: Path | None = Field(
+        default=Path("weights"),
+        description="checkpoint file or a folder holding one; empty folder or '': random weights (warns)",
+    )
+    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="inference precision; auto: bf16/fp16 on GPU, fp32 on CPU"
+    )
+    channels_last: bool = Field(default=True, description="NHWC memory format (faster convolutions on GPU)")
+    compile: bool = Field(
+        default=False, description="torch.compile the model (slow start, faster steady state)"
+    )
+    flip: bool = Field(
+        default=False, description="flip test-time augmentation: average with the mirrored crop"
+    )
+    # --- batching and limits ------------------------------------------------------------------------
+    max_batch_size: int = Field(default=64, ge=1, description="most images per model forward")
+    max_batch_delay_ms: float = Field(
+        default=3.0, ge=0, description="how long the first request of a batch waits for others to join"
+    )
+    max_queue: int = Field(
+        default=1024, ge=1, description="images allowed to wait for the model; more get 429"
+    )
+    max_images_per_request: int = Field(default=64, ge=1, description="images in one request; more get 413")
+    max_request_bytes: int = Field(
+        default=32 * MiB, ge=1, description="request body size; larger bodies get 413"
+    )
+    max_pixels: int = Field(
+        default=40_000_000, ge=1, description="width × height of one decoded image; more get 413"
+    )
+    decode_workers: int | None = Field(
+        default=None, ge=1, description="image decoding threads; default min(8, CPUs)"
+    )
+    # --- gallery ----------------------------------------------------------------------------------
+    gallery_dir: Path | None = Field(
+        default=Path("galleries/default"),
+        description="gallery folder, created if missing; '' runs without a gallery (embeddings only)",
+    )
+    index: str | None = Field(
+        default=None,
+        min_length=1,
+        description="FAISS factory string (Flat, HNSW32, IVF1024,Flat...) for a new gallery; default: "
+        "Flat, or what an existing gallery uses",
+    )
+    rerank_top_n: int = Field(default=100, ge=1, description="candidates per query that re-ranking reorders")
+    # --- access -----------------------------------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="when set, gallery writes need 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+    )
+
+    @field_validator("weights", "gallery_dir", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # "" means "none" (random weights, no gallery) rather than the current folder.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_images_per_request > self.max_queue:
+            raise ValueError(
+                f"max_images_per_request ({self.max_images_per_request}) exceeds max_queue "
+                f"({self.max_queue}): such a request could never be queued"
+            )
+        return self
+
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(
+            device=self.device,
+            dtype=self.dtype,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            flip=self.flip,
+            max_batch_size=self.max_batch_size,
+        )
+
+    def warmup_batch_sizes(self) -> tuple[int, ...]:
+        """One forward per shape a batch can take at the extremes (a single image, a full batch)."""
+        return tuple(sorted({1, self.max_batch_size}))

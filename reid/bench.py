@@ -1,0 +1,442 @@
+"""Inference benchmark: model-only throughput of each optimised path against fp32 eager, in one run.
+
+For every batch size, each variant (an :class:`~reid.optimize.OptimizeOptions`) runs on the same input;
+its embeddings are compared with fp32 eager's (minimum cosine over the batch) and its calls are timed in
+interleaved rounds, so a neighbour's load or thermal drift hits every variant alike. Throughput is the
+batch size over the median call time. Decoding + preprocessing (JPEG bytes → uint8 tensors) is measured
+separately, with the number of decode threads, so the bottleneck of the whole pipeline is visible.
+
+Without ``weights`` the model is randomly initialised and its BatchNorm statistics are calibrated on the
+sample images: with raw initial statistics all embeddings are nearly parallel and every cosine looks
+perfect. The report also gives the largest cosine between two different images' fp32 embeddings, so
+the numerical error of a variant can be read against the distance between people.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from reid.checkpoints import load_checkpoint
+from reid.errors import ConfigError
+from reid.models import DEFAULT_BACKBONE, create_reid_model
+from reid.optimize import OptimizeOptions, native_bf16_cpu, optimize_model
+from reid.preprocess import PreprocessConfig, Preprocessor, normalize
+
+logger = logging.getLogger(__name__)
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+BASELINE = "fp32"
+CPU_BATCH_SIZES = (1, 8, 32)
+CUDA_BATCH_SIZES = (1, 8, 32, 256)
+_FP32_EAGER = OptimizeOptions(channels_last=False)
+_MIN_IMAGES = 8
+_MAX_IMAGES = 64
+_TABLE_HEADER = (
+    f"{'variant':<18} {'batch':>5} {'img/s':>10} {'x fp32':>7} {'cos min':>9} {'calls':>5} {'1st call s':>10}"
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    options: OptimizeOptions
+
+
+# Variants are data: the baseline first, then one optimisation at a time, then the combinations.
+CPU_VARIANTS = (
+    Variant(BASELINE, _FP32_EAGER),
+    Variant("channels_last", OptimizeOptions()),
+    Variant("fold_bn", OptimizeOptions(fold_bn=True)),
+    Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
+    Variant("compile", OptimizeOptions(compile=True)),
+    Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
+)
+CUDA_VARIANTS = (
+    Variant(BASELINE, _FP32_EAGER),
+    Variant("channels_last", OptimizeOptions()),
+    Variant("fp16", OptimizeOptions(dtype=torch.float16)),
+    Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
+    Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
+)
+
+
+def device_variants(device: torch.device) -> tuple[Variant, ...]:
+    return CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS
+
+
+def _default_on(variant: Variant, device: torch.device) -> bool:
+    """Whether a default run measures ``variant``: compiling emulated bf16 on a CPU without native bf16
+    costs minutes to learn what eager bf16 already shows (it is slower than fp32), so it is opt-in."""
+    emulated_bf16 = device.type == "cpu" and variant.options.dtype == torch.bfloat16 and not native_bf16_cpu()
+    return not (emulated_bf16 and variant.options.compile)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """What to measure. ``None`` batch sizes / variants / decode threads mean the device's defaults
+    (1/8/32, plus 256 on CUDA; every variant; 1 thread and one per CPU core). ``min_time`` is the
+    timed seconds per variant and batch size, spread over ``rounds`` interleaved rounds."""
+
+    preset: str = DEFAULT_BACKBONE
+    weights: Path | None = None
+    height: int = 256
+    width: int = 128
+    batch_sizes: tuple[int, ...] | None = None
+    variants: tuple[str, ...] | None = None
+    min_time: float = 2.0
+    rounds: int = 3
+    device: str = "auto"
+    decode_threads: tuple[int, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
+            raise ConfigError(f"batch sizes must be positive, got {self.batch_sizes}")
+        if self.decode_threads is not None and (not self.decode_threads or min(self.decode_threads) < 1):
+            raise ConfigError(f"decode threads must be positive, got {self.decode_threads}")
+        if self.min_time <= 0 or self.rounds < 1:
+            raise ConfigError(f"need min_time > 0 and rounds >= 1, got {self.min_time}, {self.rounds}")
+
+    def resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available")
+        return device
+
+    def resolve_batch_sizes(self, device: torch.device) -> tuple[int, ...]:
+        if self.batch_sizes is not None:
+            return tuple(sorted(set(self.batch_sizes)))
+        return CUDA_BATCH_SIZES if device.type == "cuda" else CPU_BATCH_SIZES
+
+    def resolve_variants(self, device: torch.device) -> tuple[Variant, ...]:
+        """The chosen variants in the device's order, always with the fp32 baseline first."""
+        known = device_variants(device)
+        if self.variants is None:
+            return tuple(v for v in known if _default_on(v, device))
+        unknown = set(self.variants) - {v.name for v in known}
+        if unknown:
+            names = ", ".join(v.name for v in known)
+            raise ConfigError(f"unknown variant(s) {sorted(unknown)} on {device.type}; valid: {names}")
+        return tuple(v for v in known if v.name == BASELINE or v.name in self.variants)
+
+    def resolve_decode_threads(self) -> tuple[int, ...]:
+        if self.decode_threads is not None:
+            return tuple(sorted(set(self.decode_threads)))
+        return tuple(sorted({1, os.cpu_count() or 1}))
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    variant: str
+    batch_size: int
+    images_per_s: float
+    ratio: float
+    cosine_min: float
+    calls: int
+    first_call_s: float
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    threads: int
+    images_per_s: float
+    source_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    device: str
+    cpu_capability: str
+    native_bf16: bool
+    torch_threads: int
+    preset: str
+    weights: str
+    input_size: tuple[int, int]
+    variants: dict[str, str]
+    inter_image_cosine_max: float
+    model: list[ModelResult] = field(default_factory=list)
+    decode: list[DecodeResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        h, w = self.input_size
+        lines = [
+            f"device {self.device} ({self.cpu_capability}, native bf16: {self.native_bf16}, "
+            f"{self.torch_threads} torch threads); model {self.preset} at {h}x{w}, {self.weights}",
+            *(f"  {name:<18} {desc}" for name, desc in self.variants.items()),
+            _TABLE_HEADER,
+        ]
+        lines += [
+            f"{r.variant:<18} {r.batch_size:>5} {r.images_per_s:>10.1f} {r.ratio:>7.2f} "
+            f"{r.cosine_min:>9.6f} {r.calls:>5} {r.first_call_s:>10.2f}"
+            for r in self.model
+        ]
+        closest = self.inter_image_cosine_max
+        lines.append(f"(largest cosine between two different images' fp32 embeddings: {closest:.4f})")
+        for d in self.decode:
+            sh, sw = d.source_size
+            lines.append(
+                f"decode+preprocess: {d.images_per_s:,.1f} img/s with {d.threads} thread(s) "
+                f"({sh}x{sw} JPEG → {h}x{w} uint8)"
+            )
+        return "\n".join(lines)
+
+
+def synthetic_jpegs(count: int, size: tuple[int, int], *, seed: int = 0, quality: int = 90) -> list[bytes]:
+    """``count`` distinct JPEGs of ``size`` (height, width): smooth random colour fields with noise, so
+    they compress and decode like photographs rather than like flat colour."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    images = []
+    for _ in range(count):
+        coarse = rng.random((3, max(2, height // 16), max(2, width // 16)), dtype=np.float32)
+        smooth = F.interpolate(
+            torch.from_numpy(coarse)[None], size=size, mode="bicubic", align_corners=False
+        )[0]
+        pixels = smooth.numpy().transpose(1, 2, 0) * 200 + rng.normal(0, 12, (height, width, 3))
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+        images.append(buffer.getvalue())
+    return images
+
+
+def calibrate_batchnorm(model: ModuleT, batches: Iterable[torch.Tensor]) -> ModuleT:
+    """A copy of ``model`` in eval mode whose BatchNorm running statistics are the plain average of the
+    per-batch statistics over ``batches`` (exact batch statistics for a single batch); all else unchanged."""
+    calibrated = copy.deepcopy(model)
+    norms = [m for m in calibrated.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average instead of an exponential one
+    calibrated.train()
+    with torch.no_grad():
+        for batch in batches:
+            calibrated(batch)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    return calibrated.eval()
+
+
+def min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Smallest row-wise cosine similarity between two (N, D) feature sets, computed in float64."""
+    return float(F.cosine_similarity(a.double(), b.double(), dim=1).min())
+
+
+def max_cross_cosine(features: torch.Tensor) -> float:
+    """Largest cosine between two different rows (different images); -inf for a single row."""
+    unit = F.normalize(features.double(), dim=1)
+    sims = unit @ unit.T
+    sims.fill_diagonal_(-float("inf"))
+    return float(sims.max())
+
+
+def _no_sync() -> None:
+    pass
+
+
+def _synchronize(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else _no_sync
+
+
+def _timed_call(forward: Callable[[Any], Any], x: Any, sync: Callable[[], None]) -> tuple[Any, float]:
+    sync()
+    start = time.perf_counter()
+    out = forward(x)
+    sync()
+    return out, time.perf_counter() - start
+
+
+def _seconds(forward: Callable[[Any], Any], x: Any, sync: Callable[[], None]) -> float:
+    return _timed_call(forward, x, sync)[1]
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], float]], *, min_time: float, rounds: int
+) -> dict[str, list[float]]:
+    """Run each timed call (returning its seconds) in ``rounds`` round-robin rounds, each call repeated
+    within a round until it has run ``min_time / rounds`` seconds there. Returns the durations per name."""
+    durations: dict[str, list[float]] = {name: [] for name in calls}
+    share = min_time / rounds
+    for _ in range(rounds):
+        for name, call in calls.items():
+            spent = 0.0
+            while spent < share:
+                seconds = call()
+                durations[name].append(seconds)
+                spent += seconds
+    return durations
+
+
+def _throughput(batch_size: int, durations: Sequence[float]) -> float:
+    return batch_size / statistics.median(durations)
+
+
+def _batches(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The first ``size`` sample images, repeating the set when asked for more than it holds."""
+    reps = -(-size // images.shape[0])
+    return images.repeat(reps, 1, 1, 1)[:size]
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """Let cuDNN pick the fastest convolution algorithm per shape (the serving engine should too)."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = device.type == "cuda" or previous
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def _load_model(config: BenchConfig) -> tuple[nn.Module, PreprocessConfig, str, str]:
+    """(model in eval mode, its preprocessing, its name, where its weights come from)."""
+    if config.weights is not None:
+        loaded = load_checkpoint(config.weights, input_size=(config.height, config.width))
+        return loaded.model, loaded.preprocess, loaded.config.backbone_name, f"weights {config.weights}"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = create_reid_model(config.preset).eval()
+    preprocess = PreprocessConfig(height=config.height, width=config.width)
+    return model, preprocess, config.preset, f"random weights (seed {config.seed}), BatchNorm calibrated"
+
+
+def bench_model(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocess: PreprocessConfig,
+    variants: Sequence[Variant],
+    batch_sizes: Sequence[int],
+    *,
+    device: torch.device,
+    min_time: float,
+    rounds: int,
+) -> list[ModelResult]:
+    """Measure every variant at every batch size; ``variants[0]`` is the baseline (ratio and cosine 1).
+
+    The first call of each variant (compilation, cuDNN autotuning, allocator warm-up) is timed apart
+    and gives the embeddings that are compared with the baseline's.
+    """
+    sync = _synchronize(device)
+    forwards = {v.name: optimize_model(model, v.options, device) for v in variants}
+    results: list[ModelResult] = []
+    progress = tqdm(total=len(batch_sizes) * len(variants), desc="model variants", unit="run", leave=False)
+    with progress, torch.inference_mode():
+        for batch_size in batch_sizes:
+            uint8 = _batches(images, batch_size).to(device)
+            inputs = {
+                v.name: normalize(uint8, preprocess, channels_last=v.options.channels_last) for v in variants
+            }
+            cosines: dict[str, float] = {}
+            first_call: dict[str, float] = {}
+            reference: torch.Tensor | None = None
+            for v in variants:
+                progress.set_postfix_str(f"{v.name} @ {batch_size} (first call)")
+                out, first_call[v.name] = _timed_call(forwards[v.name], inputs[v.name], sync)
+                # Compare now: a CUDA-graph replay may overwrite ``out`` later.
+                reference = out.clone() if reference is None else reference
+                cosines[v.name] = min_cosine(out, reference)
+                progress.update()
+            progress.set_postfix_str(f"timing batch {batch_size}")
+            durations = time_interleaved(
+                {name: partial(_seconds, forward, inputs[name], sync) for name, forward in forwards.items()},
+                min_time=min_time,
+                rounds=rounds,
+            )
+            base = _throughput(batch_size, durations[variants[0].name])
+            for v in variants:
+                speed = _throughput(batch_size, durations[v.name])
+                calls = len(durations[v.name])
+                results.append(
+                    ModelResult(
+                        v.name, batch_size, speed, speed / base, cosines[v.name], calls, first_call[v.name]
+                    )
+                )
+    return results
+
+
+def bench_decode(
+    jpegs: Sequence[bytes], preprocess: PreprocessConfig, threads: Iterable[int], *, min_time: float
+) -> list[DecodeResult]:
+    """Throughput of ``Preprocessor.prepare_batch`` (decode, RGB, resize, stack) per thread count."""
+    with Image.open(io.BytesIO(jpegs[0])) as first:
+        source_size = (first.height, first.width)
+    results = []
+    for count in threads:
+        with Preprocessor(preprocess, workers=count) as pre:
+            pre.prepare_batch(jpegs)  # start the threads
+            durations = time_interleaved(
+                {"decode": partial(_seconds, pre.prepare_batch, jpegs, _no_sync)},
+                min_time=min_time,
+                rounds=1,
+            )
+        results.append(DecodeResult(count, _throughput(len(jpegs), durations["decode"]), source_size))
+    return results
+
+
+def run_benchmark(config: BenchConfig) -> BenchReport:
+    """The whole benchmark: model variants × batch sizes, then decode + preprocess."""
+    device = config.resolve_device()
+    batch_sizes = config.resolve_batch_sizes(device)
+    variants = config.resolve_variants(device)
+    model, preprocess, name, weights = _load_model(config)
+    # Enough distinct pictures for a meaningful calibration and cosine, bounded for big batches.
+    count = min(max(*batch_sizes, _MIN_IMAGES), _MAX_IMAGES)
+    jpegs = synthetic_jpegs(count, (preprocess.height, preprocess.width), seed=config.seed)
+    with Preprocessor(preprocess) as pre:
+        images = pre.prepare_batch(jpegs)
+    if config.weights is None:
+        model = calibrate_batchnorm(model, [normalize(images, preprocess)])
+    with torch.inference_mode():
+        fp32 = model(normalize(images[:_MIN_IMAGES], preprocess))
+    logger.info(
+        "benchmarking %s on %s: %s at batch sizes %s", name, device, [v.name for v in variants], batch_sizes
+    )
+    with _cudnn_benchmark(device):
+        results = bench_model(
+            model,
+            images,
+            preprocess,
+            variants,
+            batch_sizes,
+            device=device,
+            min_time=config.min_time,
+            rounds=config.rounds,
+        )
+    decode = bench_decode(jpegs, preprocess, config.resolve_decode_threads(), min_time=config.min_time)
+    return BenchReport(
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        native_bf16=native_bf16_cpu(),
+        torch_threads=torch.get_num_threads(),
+        preset=name,
+        weights=weights,
+        input_size=(preprocess.height, preprocess.width),
+        variants={v.name: v.options.describe() for v in variants},
+        inter_image_cosine_max=max_cross_cosine(fp32),
+        model=results,
+        decode=decode,
+    )

@@ -1,0 +1,131 @@
+"""`reid gallery stats|search|delete|export DIR`: inspect and maintain a gallery directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid.errors import ConfigError
+from reid.gallery import FaissGallery, Filters, Hit, RerankConfig, open_gallery
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("gallery", help="inspect and maintain a gallery directory")
+    commands = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+
+    stats = commands.add_parser("stats", help="size, model fingerprint, index kind, disk use")
+    stats.add_argument("dir", type=Path, help="gallery directory")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(func=run_stats)
+
+    search = commands.add_parser("search", help="nearest gallery items for query vectors")
+    search.add_argument("dir", type=Path, help="gallery directory")
+    search.add_argument("--vector-file", type=Path, required=True, help=".npy with one (D,) or Q rows (Q, D)")
+    search.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    search.add_argument("--camera-in", type=int, nargs="+", metavar="CAM", help="only these cameras")
+    search.add_argument("--camera-not-in", type=int, nargs="+", metavar="CAM", help="not these cameras")
+    search.add_argument("--person", type=int, nargs="+", metavar="PID", help="only these person ids")
+    search.add_argument("--exclude-camera", type=int, metavar="CAM", help="the query camera, excluded")
+    search.add_argument("--time-from", type=float, metavar="UNIX_S", help="earliest timestamp (inclusive)")
+    search.add_argument("--time-to", type=float, metavar="UNIX_S", help="latest timestamp (inclusive)")
+    search.add_argument("--nprobe", type=int, help="IVF lists to visit")
+    search.add_argument("--ef-search", type=int, help="HNSW search breadth")
+    search.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
+    search.add_argument("--json", action="store_true", help="print JSON (one list of hits per query)")
+    search.set_defaults(func=run_search)
+
+    delete = commands.add_parser("delete", help="remove items by id and/or key")
+    delete.add_argument("dir", type=Path, help="gallery directory")
+    delete.add_argument("ids", type=int, nargs="*", metavar="ID", help="gallery ids")
+    delete.add_argument("--key", action="append", default=[], metavar="KEY", help="item key (repeatable)")
+    delete.set_defaults(func=run_delete)
+
+    export = commands.add_parser("export", help="write vectors.npy, items.jsonl and gallery.json")
+    export.add_argument("dir", type=Path, help="gallery directory")
+    export.add_argument("out", type=Path, help="output directory (created; must not hold an export)")
+    export.set_defaults(func=run_export)
+
+
+def _open(directory: Path, *, read_only: bool) -> FaissGallery:
+    if not directory.is_dir():
+        raise ConfigError(f"{directory} is not a directory")
+    return open_gallery(directory, read_only=read_only)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    with _open(args.dir, read_only=True) as gallery:
+        stats = gallery.stats().as_dict()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        width = max(map(len, stats))
+        print("\n".join(f"{name:<{width}}  {value}" for name, value in stats.items()))
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    return Filters(
+        cameras_in=args.camera_in,
+        cameras_not_in=args.camera_not_in,
+        person_ids=args.person,
+        exclude_camera=args.exclude_camera,
+        time_from=args.time_from,
+        time_to=args.time_to,
+    )
+
+
+def _print_table(results: list[list[Hit]]) -> None:
+    for query, hits in enumerate(results):
+        print(f"query {query}")
+        print(f"{'rank':>4} {'id':>8} {'score':>8} {'person':>7} {'camera':>6}  key / source")
+        for rank, hit in enumerate(hits, start=1):
+            person = "-" if hit.person_id is None else hit.person_id
+            camera = "-" if hit.camera_id is None else hit.camera_id
+            label = hit.key or hit.source or ""
+            print(f"{rank:>4} {hit.id:>8} {hit.score:>8.4f} {person:>7} {camera:>6}  {label}")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    try:
+        queries = np.load(args.vector_file, allow_pickle=False)
+    except ValueError as exc:
+        raise ConfigError(f"{args.vector_file}: not a numeric .npy file: {exc}") from exc
+    if queries.ndim == 1:
+        queries = queries[None, :]
+    with _open(args.dir, read_only=True) as gallery:
+        results = gallery.search(
+            queries,
+            args.k,
+            _filters(args),
+            nprobe=args.nprobe,
+            ef_search=args.ef_search,
+            rerank=RerankConfig() if args.rerank else None,
+        )
+    if args.json:
+        print(json.dumps([[hit.as_dict() for hit in hits] for hits in results], indent=2))
+    else:
+        _print_table(results)
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    if not args.ids and not args.key:
+        raise ConfigError("give gallery ids and/or --key KEY to delete")
+    with _open(args.dir, read_only=False) as gallery:
+        ids = sorted({*args.ids, *gallery.lookup(args.key)})
+        gallery.delete(ids)
+        remaining = gallery.count()
+    print(f"deleted {len(ids)} item(s); {remaining} left")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with _open(args.dir, read_only=True) as gallery:
+        out = gallery.export(args.out)
+        count = gallery.count()
+    print(f"exported {count} item(s) to {out}")
+    return 0

@@ -1,0 +1,97 @@
+"""`reid serve`: run the HTTP service (``app.main:create_app``) with uvicorn.
+
+Every service setting has a flag generated from ``app.settings.Settings`` (``--max-batch-size`` for
+``REID_MAX_BATCH_SIZE``...). Flags are written to the environment, which uvicorn's worker processes
+inherit, so each worker builds the same settings. The API key is read from ``REID_API_KEY`` only, so it
+never shows in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from typing import Any
+
+from pydantic import ValidationError
+
+from reid.errors import ConfigError
+
+# Imported lazily: reid/ never imports the web stack at module level.
+_SETTINGS_MODULE = "app.settings"
+_FACTORY = "app.main:create_app"
+_PROTOCOL = "app.server:NoDelayH11Protocol"
+_ENV_ONLY = frozenset({"api_key"})
+
+
+def _settings_class() -> Any:
+    return importlib.import_module(_SETTINGS_MODULE).Settings
+
+
+def _setting_flags() -> dict[str, Any]:
+    """Settings that get a flag: name → pydantic field info."""
+    return {name: f for name, f in _settings_class().model_fields.items() if name not in _ENV_ONLY}
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service. Each setting may also come from its REID_<NAME> environment "
+        "variable; a flag wins over the variable. REID_API_KEY (environment only) protects gallery writes.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="processes; each loads its own copy of the model")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    settings = p.add_argument_group("service settings")
+    for name, field in _setting_flags().items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (env REID_{name.upper()}, default {field.default})"
+        if field.annotation is bool:
+            settings.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            settings.add_argument(flag, default=None, metavar=name.upper(), help=help_text)
+    p.set_defaults(func=run)
+
+
+def _env_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def apply_overrides(args: argparse.Namespace) -> Any:
+    """Write the given flags to ``REID_*`` variables; returns the settings every worker will build."""
+    env = {
+        f"REID_{name.upper()}": _env_value(getattr(args, name))
+        for name in _setting_flags()
+        if getattr(args, name, None) is not None
+    }
+    os.environ.update(env)
+    try:
+        return _settings_class()()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid service settings: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    settings = apply_overrides(args)
+    if args.workers > 1 and settings.gallery_dir is not None:
+        # The gallery has one writer: a second process could not open it. One worker already batches
+        # every request onto the model; more workers only help an embeddings-only service.
+        raise ConfigError(
+            f"--workers {args.workers} needs --gallery-dir '' (no gallery): the gallery "
+            f"{settings.gallery_dir} can be open in one process only"
+        )
+    uvicorn = importlib.import_module("uvicorn")
+    uvicorn.run(
+        _FACTORY,
+        factory=True,
+        http=_PROTOCOL,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0

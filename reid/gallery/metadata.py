@@ -1,0 +1,396 @@
+"""SQLite part of the gallery: the source of truth for items, their vectors and the gallery's identity.
+
+Durability: WAL journal with ``synchronous=FULL``, so a write transaction is on disk (WAL fsynced) when
+``COMMIT`` returns; an acknowledged ``add`` survives ``kill -9`` and power loss. (``NORMAL`` would survive
+``kill -9`` too, since only the process dies, but can lose the last commits on power loss.)
+
+Ids come from ``AUTOINCREMENT`` and are never reused, so an id names one vector forever; this is what lets
+the FAISS snapshot be reconciled by id sets alone. ``last_seq`` in the meta table counts write
+transactions; a snapshot taken at the same ``last_seq`` needs no reconciliation.
+
+Writes go through one connection guarded by the caller's write lock; reads use one connection per
+thread (WAL readers never block each other or the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid.errors import GalleryError, NotFound
+from reid.gallery.store import GalleryItem, GalleryRecord
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+VECTOR_DTYPE = np.dtype("<f4")
+# Stay well below SQLite's bound-parameter limit (999 before 3.32).
+_CHUNK = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT UNIQUE,
+    person_id INTEGER,
+    camera_id INTEGER,
+    source TEXT,
+    timestamp REAL,
+    metadata TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+"""
+_ROW_COLUMNS = "id, key, person_id, camera_id, source, timestamp, metadata"
+
+
+@dataclass(frozen=True)
+class GalleryMeta:
+    """The gallery's identity, fixed at creation (the fingerprint may be recorded later, once).
+
+    ``train_size`` ``None`` means the index kind's default.
+    """
+
+    dim: int
+    fingerprint: str | None
+    index: str
+    train_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """An item's metadata without its vector (what search hits need)."""
+
+    id: int
+    key: str | None
+    person_id: int | None
+    camera_id: int | None
+    source: str | None
+    timestamp: float | None
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FilterColumnsData:
+    """The columns search filters need, for every item, as arrays aligned on ``ids``."""
+
+    ids: np.ndarray
+    person_ids: np.ndarray  # float64 with NaN for "unknown" (ids beyond 2**53 are not expected)
+    camera_ids: np.ndarray
+    timestamps: np.ndarray
+
+
+def _optional(value: Any, cast: type, name: str, key: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return cast(value)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"item {key!r}: {name} must be {cast.__name__}, got {value!r}") from exc
+
+
+def _item_params(item_id: int, item: GalleryItem, vector: np.ndarray) -> tuple[Any, ...]:
+    if item.key is not None and not isinstance(item.key, str):
+        raise GalleryError(f"item key must be a string, got {item.key!r}")
+    timestamp = _optional(item.timestamp, float, "timestamp", item.key)
+    if timestamp is not None and not math.isfinite(timestamp):
+        raise GalleryError(f"item {item.key!r}: timestamp must be finite, got {timestamp}")
+    try:
+        metadata = json.dumps(dict(item.metadata), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"item {item.key!r}: metadata is not JSON-serialisable: {exc}") from exc
+    return (
+        item_id,
+        item.key,
+        _optional(item.person_id, int, "person_id", item.key),
+        _optional(item.camera_id, int, "camera_id", item.key),
+        _optional(item.source, str, "source", item.key),
+        timestamp,
+        metadata,
+        vector.astype(VECTOR_DTYPE, copy=False).tobytes(),
+    )
+
+
+def _row(values: Sequence[Any]) -> ItemRow:
+    return ItemRow(
+        id=values[0],
+        key=values[1],
+        person_id=values[2],
+        camera_id=values[3],
+        source=values[4],
+        timestamp=values[5],
+        metadata=json.loads(values[6]),
+    )
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class MetadataDB:
+    """The gallery's SQLite file. Not thread-safe for writes: the store serialises them."""
+
+    def __init__(self, path: Path, *, create: GalleryMeta | None = None, read_only: bool = False) -> None:
+        """Open ``path``; with ``create`` a file without a gallery schema (new, or left empty by a crash
+        during creation) is initialised first."""
+        self.path = path
+        self.read_only = read_only
+        self._readers: dict[int, sqlite3.Connection] = {}
+        self._readers_lock = threading.Lock()
+        self._conn = self._connect()
+        if create is not None and not self._has_schema():
+            self._initialise(create)
+        self.meta = self._read_meta()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.read_only:
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+                )
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            raise GalleryError(f"cannot open gallery database {self.path}: {exc}") from exc
+        return conn
+
+    def _has_schema(self) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        return self._conn.execute(sql).fetchone() is not None
+
+    def _initialise(self, meta: GalleryMeta) -> None:
+        with self._transaction() as conn:
+            for statement in _SCHEMA.strip().split(";\n"):
+                conn.execute(statement)
+            values = {
+                "format_version": str(FORMAT_VERSION),
+                "dim": str(meta.dim),
+                "fingerprint": json.dumps(meta.fingerprint),
+                "index": meta.index,
+                "train_size": json.dumps(meta.train_size),
+                "metric": "inner_product",
+                "last_seq": "0",
+            }
+            conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", values.items())
+
+    def _read_meta(self) -> GalleryMeta:
+        try:
+            values = dict(self._conn.execute("SELECT name, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path} is not a gallery database: {exc}") from exc
+        version = int(values.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise GalleryError(
+                f"{self.path}: unsupported gallery format {version} (expected {FORMAT_VERSION})"
+            )
+        return GalleryMeta(
+            dim=int(values["dim"]),
+            fingerprint=json.loads(values["fingerprint"]),
+            index=values["index"],
+            train_size=json.loads(values["train_size"]),
+        )
+
+    class _Transaction:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+    def _transaction(self) -> MetadataDB._Transaction:
+        if self.read_only:
+            raise GalleryError(f"gallery {self.path.parent} is open read-only")
+        return MetadataDB._Transaction(self._conn)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (WAL lets readers run beside the writer)."""
+        ident = threading.get_ident()
+        conn = self._readers.get(ident)
+        if conn is None:
+            conn = self._connect()
+            with self._readers_lock:
+                self._readers[ident] = conn
+        return conn
+
+    # --- identity -------------------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        row = self._reader().execute("SELECT value FROM meta WHERE name = 'last_seq'").fetchone()
+        return int(row[0])
+
+    def record_fingerprint(self, fingerprint: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'fingerprint'", (json.dumps(fingerprint),))
+        self.meta = self._read_meta()
+
+    @staticmethod
+    def _bump_seq(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'last_seq'")
+
+    # --- writes ---------------------------------------------------------------------------------------
+
+    def insert(
+        self, items: Sequence[GalleryItem], vectors: np.ndarray, *, replace_keys: bool
+    ) -> tuple[list[int], list[int]]:
+        """Insert ``items`` (with ``vectors`` already checked) in one transaction.
+
+        With ``replace_keys`` existing items with the same keys are deleted first (upsert); without it a
+        key that exists is an error. Returns ``(new ids, deleted ids)``.
+        """
+        keys = [item.key for item in items if item.key is not None]
+        if len(set(keys)) != len(keys):
+            duplicate = next(key for key in keys if keys.count(key) > 1)
+            raise GalleryError(f"key {duplicate!r} appears more than once in one write")
+        with self._transaction() as conn:
+            existing = self._ids_of_keys(conn, keys)
+            if existing and not replace_keys:
+                key, item_id = next(iter(existing.items()))
+                raise GalleryError(f"key {key!r} already exists (id {item_id}); use upsert to replace it")
+            removed = sorted(existing.values())
+            for chunk in _chunks(removed):
+                conn.execute(f"DELETE FROM items WHERE id IN ({_placeholders(len(chunk))})", chunk)
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
+            first = (row[0] if row else 0) + 1
+            ids = list(range(first, first + len(items)))
+            params = [_item_params(i, item, v) for i, item, v in zip(ids, items, vectors, strict=True)]
+            conn.executemany(
+                "INSERT INTO items (id, key, person_id, camera_id, source, timestamp, metadata, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            self._bump_seq(conn)
+        return ids, removed
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Delete ``ids`` atomically; any unknown id raises :class:`NotFound` and nothing is deleted."""
+        with self._transaction() as conn:
+            missing = sorted(set(ids) - set(self._existing(conn, ids)))
+            if missing:
+                raise NotFound(f"no gallery item with id {', '.join(map(str, missing[:10]))}")
+            for chunk in _chunks(ids):
+                conn.execute(f"DELETE FROM items WHERE id IN ({_placeholders(len(chunk))})", chunk)
+            self._bump_seq(conn)
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ids_of_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(keys):
+            sql = f"SELECT key, id FROM items WHERE key IN ({_placeholders(len(chunk))})"
+            found.update(conn.execute(sql, chunk).fetchall())
+        return found
+
+    @staticmethod
+    def _existing(conn: sqlite3.Connection, ids: Sequence[int]) -> list[int]:
+        found: list[int] = []
+        for chunk in _chunks(ids):
+            sql = f"SELECT id FROM items WHERE id IN ({_placeholders(len(chunk))})"
+            found.extend(row[0] for row in conn.execute(sql, chunk))
+        return found
+
+    def count(self) -> int:
+        return int(self._reader().execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def lookup(self, keys: Sequence[str]) -> list[int]:
+        found = self._ids_of_keys(self._reader(), keys)
+        missing = [key for key in keys if key not in found]
+        if missing:
+            raise NotFound(f"no gallery item with key {', '.join(map(repr, missing[:10]))}")
+        return [found[key] for key in keys]
+
+    def rows(self, ids: Iterable[int]) -> dict[int, ItemRow]:
+        """Metadata of the ids that exist, by id."""
+        unique = sorted(set(ids))
+        found: dict[int, ItemRow] = {}
+        conn = self._reader()
+        for chunk in _chunks(unique):
+            sql = f"SELECT {_ROW_COLUMNS} FROM items WHERE id IN ({_placeholders(len(chunk))})"
+            found.update((values[0], _row(values)) for values in conn.execute(sql, chunk))
+        return found
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``ids`` in that order; an unknown id raises :class:`NotFound`."""
+        by_id: dict[int, bytes] = {}
+        conn = self._reader()
+        for chunk in _chunks(sorted(set(ids))):
+            sql = f"SELECT id, vector FROM items WHERE id IN ({_placeholders(len(chunk))})"
+            by_id.update(conn.execute(sql, chunk).fetchall())
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise NotFound(f"no gallery item with id {', '.join(map(str, missing[:10]))}")
+        return self._decode([by_id[i] for i in ids])
+
+    def _decode(self, blobs: Sequence[bytes]) -> np.ndarray:
+        return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), self.meta.dim)
+
+    def records(self, ids: Sequence[int]) -> list[GalleryRecord]:
+        rows = self.rows(ids)
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise NotFound(f"no gallery item with id {', '.join(map(str, missing[:10]))}")
+        vectors = self.vectors(ids)
+        return [GalleryRecord(vector=vector, **vars(rows[i])) for i, vector in zip(ids, vectors, strict=True)]
+
+    def iter_vectors(
+        self, *, ids: np.ndarray | None = None, chunk: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(ids, vectors)`` batches in id order: all items, or only ``ids`` (those that exist)."""
+        conn = self._reader()
+        if ids is None:
+            cursor = conn.execute("SELECT id, vector FROM items ORDER BY id")
+            while batch := cursor.fetchmany(chunk):
+                yield np.array([r[0] for r in batch], dtype=np.int64), self._decode([r[1] for r in batch])
+            return
+        wanted = np.sort(np.asarray(ids, dtype=np.int64))
+        for start in range(0, len(wanted), _CHUNK):
+            part = wanted[start : start + _CHUNK].tolist()
+            sql = f"SELECT id, vector FROM items WHERE id IN ({_placeholders(len(part))}) ORDER BY id"
+            batch = conn.execute(sql, part).fetchall()
+            if batch:
+                yield np.array([r[0] for r in batch], dtype=np.int64), self._decode([r[1] for r in batch])
+
+    def iter_rows(self, chunk: int = 4096) -> Iterator[tuple[ItemRow, np.ndarray]]:
+        """Every item with its vector, in id order (for export)."""
+        cursor = self._reader().execute(f"SELECT {_ROW_COLUMNS}, vector FROM items ORDER BY id")
+        while batch := cursor.fetchmany(chunk):
+            vectors = self._decode([r[7] for r in batch])
+            yield from zip((_row(r) for r in batch), vectors, strict=True)
+
+    def filter_columns(self) -> FilterColumnsData:
+        rows = self._reader().execute("SELECT id, person_id, camera_id, timestamp FROM items").fetchall()
+        table = np.array(rows, dtype=np.float64).reshape(len(rows), 4)  # None becomes NaN
+        return FilterColumnsData(
+            ids=table[:, 0].astype(np.int64),
+            person_ids=table[:, 1],
+            camera_ids=table[:, 2],
+            timestamps=table[:, 3],
+        )
+
+    def close(self) -> None:
+        with self._readers_lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for conn in [*readers, self._conn]:
+            conn.close()

@@ -1,0 +1,55 @@
+"""Fixtures for the service tests (helpers live in ``tests.app.helpers``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from reid.engine import Extractor
+from tests.app.helpers import settings_for, tiny_extractor, wait_ready
+
+
+@pytest.fixture(scope="session")
+def extractor() -> Iterator[Extractor]:
+    ex = tiny_extractor()
+    yield ex
+    ex.close()
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, extractor: Extractor) -> Iterator[ClientFactory]:
+    """``make_client(**settings)``: a started, ready TestClient over the session's tiny model."""
+    with contextlib.ExitStack() as stack:
+
+        def make(**overrides: Any) -> TestClient:
+            client = stack.enter_context(
+                TestClient(create_app(settings_for(tmp_path, **overrides), extractor=extractor))
+            )
+            wait_ready(client)
+            return client
+
+        yield make
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> TestClient:
+    """A fresh service with an empty gallery."""
+    return make_client()
+
+
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory: pytest.TempPathFactory, extractor: Extractor) -> Iterator[TestClient]:
+    """One service for a whole module, for tests that leave the gallery alone (errors, embeddings)."""
+    app = create_app(settings_for(tmp_path_factory.mktemp("shared")), extractor=extractor)
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client

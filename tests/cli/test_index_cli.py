@@ -1,0 +1,169 @@
+"""`reid index` and `reid search`, end to end with a small checkpoint, and resuming after SIGKILL."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import reid.cli
+from reid.datasets import make_synthetic_market, scan_folder
+from reid.evaluation import visualize
+from reid.gallery import open_gallery
+from tests.helpers import calibrated_extractor
+from tests.jobs.helpers import write_test_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_test_checkpoint(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    root = tmp_path_factory.mktemp("market")
+    make_synthetic_market(
+        root,
+        num_ids=2,
+        num_train_ids=0,
+        num_cameras=2,
+        images_per_id_per_camera=1,
+        num_distractors=1,
+        num_junk=1,
+    )
+    return root
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    monkeypatch.setattr(reid.cli, "COMMANDS", ("index", "search"))
+    return lambda *argv: reid.cli.main([str(a) for a in argv])
+
+
+def _engine(weights):
+    return ("--weights", weights, "--device", "cpu", "--batch-size", "4")
+
+
+def test_index_then_search(cli, weights, market, tmp_path, capsys):
+    gallery = tmp_path / "g"
+    assert (
+        cli("index", market, "--gallery", gallery, "--chunk-size", "3", "--workers", "2", *_engine(weights))
+        == 0
+    )
+    assert "indexed 10, skipped 0 already indexed, failed 0" in capsys.readouterr().out
+
+    query = market / "query" / "0001_c1s1_000001_01.jpg"
+    assert cli("search", query, "--gallery", gallery, "-k", "3", "--json", *_engine(weights)) == 0
+    (found,) = json.loads(capsys.readouterr().out)
+    assert found["query"] == str(query)
+    hits = found["hits"]
+    assert hits[0]["key"] == "query/0001_c1s1_000001_01.jpg"  # the query itself was indexed too
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+    out = tmp_path / "pictures"
+    argv = ("search", query, "--gallery", gallery, "-k", "4", "--exclude-same-camera", "--visualize", out)
+    assert cli(*argv, *_engine(weights)) == 0
+    text = capsys.readouterr().out
+    assert f"{query} (person 1, camera 1)" in text
+    ranks = [line.split() for line in text.splitlines() if line.startswith("  ")]
+    assert len(ranks) == 4
+    assert all(r[5] == "camera" and r[6] != "1" for r in ranks)  # nothing from the query's camera
+    (png,) = out.glob("*.png")
+    assert (out / "index.html").is_file()
+    persons = [int(r[4]) if r[4] != "None" else None for r in ranks]
+    step = 64 + 2 * visualize.BORDER + visualize.GAP
+    with Image.open(png) as image:
+        frames = [
+            image.convert("RGB").getpixel(
+                (visualize.GAP + step + visualize.QUERY_GAP + i * step + 1, visualize.GAP + 1)
+            )
+            for i in range(4)
+        ]
+    assert frames == [visualize.MATCH_COLOUR if p == 1 else visualize.MISMATCH_COLOUR for p in persons]
+
+
+def test_index_exit_codes(cli, weights, market, tmp_path, capsys):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "a.jpg").write_bytes((market / "query" / "0001_c1s1_000001_01.jpg").read_bytes())
+    (source / "b.jpg").write_bytes(b"junk")
+    assert cli("index", source, "--gallery", tmp_path / "g", *_engine(weights)) == 1  # completed, one failed
+    assert "indexed 1, skipped 0 already indexed, failed 1 (reasons in" in capsys.readouterr().out
+    assert cli("index", tmp_path / "nowhere", "--gallery", tmp_path / "g", *_engine(weights)) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+# Indexes with a pause before each chunk is committed, so that the test can kill it half-way.
+DRIVER = """
+import sys, time
+import reid.cli
+import reid.jobs.index as job
+
+stream = job.embed_stream
+
+def paused(*args, **kwargs):
+    for result in stream(*args, **kwargs):
+        time.sleep(0.25)
+        yield result
+
+job.embed_stream = paused
+reid.cli.COMMANDS = ("index",)
+sys.exit(reid.cli.main(sys.argv[1:]))
+"""
+
+
+def _count(gallery: Path) -> int:
+    db = gallery / "gallery.sqlite"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        except sqlite3.OperationalError:  # schema not created yet
+            return 0
+
+
+def test_resume_after_kill_gives_one_entry_per_file(cli, weights, tmp_path, capsys):
+    source = tmp_path / "market"
+    make_synthetic_market(source, num_ids=3, num_train_ids=0, num_cameras=2, num_junk=2)
+    records = scan_folder(source)
+    assert len(records) == 24
+    gallery = tmp_path / "g"
+    argv = ["index", source, "--gallery", gallery, "--chunk-size", "4", *_engine(weights)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, *map(str, argv)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _count(gallery) < 8:
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = _count(gallery)
+    assert 8 <= done < len(records)  # killed half-way
+
+    assert cli(*argv) == 0
+    assert f"indexed {len(records) - done}, skipped {done} already indexed" in capsys.readouterr().out
+    with open_gallery(gallery, read_only=True) as g:
+        assert g.count() == len(records)
+        stored = g.get(g.lookup([r.key for r in records]))  # raises if a key is missing
+    assert len({item.id for item in stored}) == len(records)
+    expected = calibrated_extractor().embed([r.path for r in records])
+    np.testing.assert_allclose(np.stack([item.vector for item in stored]), expected, atol=1e-5)

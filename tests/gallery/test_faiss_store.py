@@ -1,0 +1,450 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
+from reid.gallery import (
+    FaissGallery,
+    Filters,
+    GalleryItem,
+    GalleryStore,
+    RerankConfig,
+    k_reciprocal_rerank,
+    open_gallery,
+)
+from reid.gallery.faiss_store import SNAPSHOT_FILE
+from reid.gallery.rerank import cosine_to_sq_euclidean
+from tests.gallery.helpers import brute_force, make_items, unit_vectors
+
+
+def _ids(hits):
+    return [[h.id for h in row] for row in hits]
+
+
+@pytest.mark.parametrize("n_queries", [1, 7, 25])  # numpy BLAS path below 20 queries, FAISS from 20
+def test_exact_search_equals_brute_force(filled, n_queries):
+    gallery, vectors, ids = filled
+    queries = unit_vectors(n_queries, 16, seed=1)
+    hits = gallery.search(queries, k=10)
+    for row, (want_ids, want_scores) in zip(hits, brute_force(vectors, ids, queries, 10), strict=True):
+        assert [h.id for h in row] == want_ids
+        np.testing.assert_allclose([h.score for h in row], want_scores, rtol=0, atol=1e-5)
+
+
+def test_hits_carry_metadata(filled):
+    gallery, vectors, ids = filled
+    (hit,) = gallery.search(vectors[5:6], k=1)[0]
+    assert (hit.id, hit.key, hit.person_id, hit.camera_id) == (ids[5], "k5", 1, 2)
+    assert (hit.source, hit.timestamp, dict(hit.metadata)) == ("/crops/5.jpg", 50.0, {"i": 5})
+    assert hit.score == pytest.approx(1.0, abs=1e-6)
+
+
+def test_k_larger_than_gallery_and_empty_gallery(gallery_dir):
+    with open_gallery(gallery_dir, dim=8) as gallery:
+        assert gallery.search(unit_vectors(2, 8), k=5) == [[], []]
+        gallery.add(make_items(unit_vectors(3, 8)))
+        assert [len(row) for row in gallery.search(unit_vectors(2, 8, seed=3), k=5)] == [3, 3]
+
+
+def test_ties_are_ordered_by_id(gallery_dir):
+    vector = unit_vectors(1, 8)[0]
+    with open_gallery(gallery_dir, dim=8) as gallery:
+        ids = gallery.add([GalleryItem(vector=vector) for _ in range(5)])
+        assert _ids(gallery.search(vector[None], k=5)) == [ids]
+
+
+FILTER_CASES = [
+    Filters(cameras_in={0, 2}),
+    Filters(cameras_not_in=[1]),
+    Filters(person_ids={3, 4, 5}),
+    Filters(exclude_camera=0),
+    Filters(time_from=200.0, time_to=600.0),
+    Filters(time_from=900.0),
+    Filters(cameras_in={1}, person_ids=range(10), time_to=500.0),
+    Filters(cameras_in=set()),
+]
+
+
+def _passes(item, f):
+    """Reference filter semantics, written out per field (see Filters' docstring)."""
+    cam, pid, ts = item.camera_id, item.person_id, item.timestamp
+    return (
+        (f.cameras_in is None or cam in f.cameras_in)
+        and (cam is None or cam not in (f.cameras_not_in or set()))
+        and (f.exclude_camera is None or cam != f.exclude_camera)
+        and (f.person_ids is None or pid in f.person_ids)
+        and (f.time_from is None or (ts is not None and ts >= f.time_from))
+        and (f.time_to is None or (ts is not None and ts <= f.time_to))
+    )
+
+
+@pytest.mark.parametrize("n_queries", [4, 24])
+@pytest.mark.parametrize("filters", FILTER_CASES)
+def test_filters_match_brute_force_on_the_allowed_subset(filled, filters, n_queries):
+    gallery, vectors, ids = filled
+    items = make_items(vectors)
+    keep = np.array([_passes(item, filters) for item in items])
+    queries = unit_vectors(n_queries, 16, seed=2)
+    hits = gallery.search(queries, k=8, filters=filters)
+    expected = brute_force(vectors[keep], ids[keep], queries, 8)
+    assert _ids(hits) == [want for want, _ in expected]
+
+
+def test_one_filter_per_query(filled):
+    gallery, vectors, ids = filled
+    per_query = [Filters(exclude_camera=0), Filters(exclude_camera=1), Filters(exclude_camera=0)]
+    hits = gallery.search(vectors[:3], k=5, filters=per_query)
+    items = make_items(vectors)
+    for q, f in enumerate(per_query):
+        keep = np.array([_passes(item, f) for item in items])
+        assert _ids(hits)[q] == brute_force(vectors[keep], ids[keep], vectors[q : q + 1], 5)[0][0]
+    with pytest.raises(ConfigError, match="one per query"):
+        gallery.search(vectors[:3], k=5, filters=per_query[:2])
+
+
+def test_delete_and_upsert_visible_now_and_after_reopen(filled, gallery_dir):
+    gallery, vectors, ids = filled
+    gallery.delete([ids[0], ids[1]])
+    new_vector = unit_vectors(1, 16, seed=9)[0]
+    (new_id,) = gallery.upsert([GalleryItem(vector=new_vector, key="k2", person_id=99)])
+    assert new_id not in ids  # a replaced item gets a fresh id
+
+    def check(g):
+        assert g.count() == 118
+        assert g.lookup(["k2"]) == [new_id]
+        with pytest.raises(NotFound):
+            g.get([ids[0]])
+        with pytest.raises(NotFound):
+            g.get([ids[2]])
+        assert g.search(vectors[:3], k=1)[0][0].id != ids[0]
+        top = g.search(new_vector[None], k=1)[0][0]
+        assert (top.id, top.person_id) == (new_id, 99)
+        assert ids[1] not in _ids(g.search(vectors[1:2], k=120))[0]
+
+    check(gallery)
+    gallery.close()
+    with open_gallery(gallery_dir) as reopened:
+        check(reopened)
+
+
+def test_add_refuses_existing_and_repeated_keys(filled):
+    gallery, vectors, _ = filled
+    with pytest.raises(GalleryError, match="'k3' already exists"):
+        gallery.add([GalleryItem(vector=vectors[0], key="new"), GalleryItem(vector=vectors[0], key="k3")])
+    with pytest.raises(GalleryError, match="more than once"):
+        gallery.add([GalleryItem(vector=vectors[0], key="x"), GalleryItem(vector=vectors[1], key="x")])
+    with pytest.raises(GalleryError, match="needs a key"):
+        gallery.upsert([GalleryItem(vector=vectors[0])])
+    assert gallery.count() == 120  # failed writes changed nothing
+    with pytest.raises(NotFound):
+        gallery.lookup(["new"])
+
+
+def test_unknown_ids_raise_not_found_and_delete_is_atomic(filled):
+    gallery, _, ids = filled
+    with pytest.raises(NotFound, match="999"):
+        gallery.delete([ids[0], 999])
+    assert gallery.count() == 120
+    assert gallery.get([ids[0]])[0].key == "k0"
+
+
+def test_get_returns_stored_records(filled):
+    gallery, vectors, ids = filled
+    records = gallery.get([ids[4], ids[2]])
+    assert [r.key for r in records] == ["k4", "k2"]
+    np.testing.assert_array_equal(records[0].vector, vectors[4])
+
+
+def test_mixed_models_are_refused(filled, gallery_dir):
+    gallery, vectors, _ = filled
+    with pytest.raises(ModelMismatch, match="model-b"):
+        gallery.add([GalleryItem(vector=vectors[0])], fingerprint="model-b")
+    with pytest.raises(ModelMismatch):
+        gallery.search(vectors[:1], fingerprint="model-b")
+    with pytest.raises(ModelMismatch, match="dimension 8"):
+        gallery.add([GalleryItem(vector=unit_vectors(1, 8)[0])])
+    gallery.add([GalleryItem(vector=vectors[0])], fingerprint="model-a")
+    gallery.close()
+    with pytest.raises(ModelMismatch, match=r"'model-a'.*'model-b'"):
+        open_gallery(gallery_dir, fingerprint="model-b")
+    with pytest.raises(ModelMismatch, match="16-d"):
+        open_gallery(gallery_dir, dim=32)
+    with pytest.raises(GalleryError, match="uses index 'Flat'"):
+        open_gallery(gallery_dir, index="HNSW32")
+
+
+def test_an_empty_gallery_records_its_first_fingerprint(gallery_dir):
+    open_gallery(gallery_dir, dim=8).close()
+    open_gallery(gallery_dir, fingerprint="m").close()
+    with pytest.raises(ModelMismatch):
+        open_gallery(gallery_dir, fingerprint="other")
+
+
+@pytest.mark.parametrize(
+    ("vector", "error", "message"),
+    [
+        (np.full(16, np.nan, dtype=np.float32), GalleryError, "NaN"),
+        (np.full(16, 0.5, dtype=np.float32), GalleryError, "L2 norm 2"),
+        (np.zeros(16, dtype=np.float32), GalleryError, "L2 norm 0"),
+        (np.arange(16), GalleryError, "floating point"),
+        (np.ones((2, 8), dtype=np.float32), GalleryError, "1-d"),
+    ],
+)
+def test_bad_vectors_are_refused(filled, vector, error, message):
+    gallery, _, _ = filled
+    with pytest.raises(error, match=message):
+        gallery.add([GalleryItem(vector=vector)])
+    assert gallery.count() == 120
+
+
+def test_float_drift_is_renormalised(filled):
+    gallery, vectors, _ = filled
+    (item_id,) = gallery.add([GalleryItem(vector=vectors[0] * 1.0005)])
+    assert np.linalg.norm(gallery.get([item_id])[0].vector) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_bad_search_arguments(filled):
+    gallery, vectors, _ = filled
+    with pytest.raises(ConfigError):
+        gallery.search(vectors[:1], k=0)
+    with pytest.raises(GalleryError, match="2-d"):
+        gallery.search(vectors[0], k=1)
+
+
+def test_creating_needs_dim_and_a_valid_factory(gallery_dir):
+    with pytest.raises(GalleryError, match="pass dim"):
+        open_gallery(gallery_dir)
+    with pytest.raises(ConfigError, match="factory"):
+        open_gallery(gallery_dir, dim=8, index="NoSuchIndex")
+    assert not gallery_dir.exists()
+
+
+def test_one_writer_process_and_read_only_opens(filled, gallery_dir):
+    gallery, vectors, _ = filled
+    with pytest.raises(GalleryError, match="open in another process"):
+        open_gallery(gallery_dir)
+    gallery.close()
+    with open_gallery(gallery_dir, read_only=True) as a, open_gallery(gallery_dir, read_only=True) as b:
+        assert a.count() == b.count() == 120
+        with pytest.raises(GalleryError, match="read-only"):
+            a.add([GalleryItem(vector=vectors[0])])
+        with pytest.raises(GalleryError, match="read-only"):
+            a.delete([1])
+    with pytest.raises(GalleryError, match="closed"):
+        gallery.count()
+
+
+def test_stats_and_snapshot_bookkeeping(filled, gallery_dir):
+    gallery, _, ids = filled
+    stats = gallery.stats()
+    assert (stats.count, stats.dim, stats.fingerprint, stats.index) == (120, 16, "model-a", "Flat")
+    assert (stats.trained, stats.index_vectors, stats.device) == (True, 120, "cpu")
+    assert stats.last_seq == 1
+    assert stats.snapshot_seq is None
+    gallery.save()
+    gallery.delete([ids[0]])
+    stats = gallery.stats()
+    assert (stats.last_seq, stats.snapshot_seq) == (2, 1)
+    assert stats.disk_bytes > 120 * 16 * 4
+    gallery.close()
+    with open_gallery(gallery_dir) as reopened:
+        assert reopened.stats().snapshot_seq == 2
+
+
+def test_export(filled, tmp_path):
+    gallery, vectors, ids = filled
+    gallery.delete([ids[0]])
+    out = gallery.export(tmp_path / "out")
+    exported = np.load(out / "vectors.npy")
+    np.testing.assert_array_equal(exported, vectors[1:])
+    lines = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert len(lines) == 119
+    assert lines[0] == {
+        "row": 0,
+        "id": int(ids[1]),
+        "key": "k1",
+        "person_id": 0,
+        "camera_id": 1,
+        "source": "/crops/1.jpg",
+        "timestamp": 10.0,
+        "metadata": {"i": 1},
+    }
+    summary = json.loads((out / "gallery.json").read_text())
+    assert summary == {"dim": 16, "fingerprint": "model-a", "index": "Flat", "count": 119}
+    with pytest.raises(GalleryError, match="already exists"):
+        gallery.export(out)
+
+
+def test_corrupt_snapshot_is_rebuilt_from_the_database(filled, gallery_dir):
+    gallery, vectors, ids = filled
+    gallery.close()
+    (gallery_dir / SNAPSHOT_FILE).write_bytes(b"REIDSNAP garbage")
+    with open_gallery(gallery_dir) as reopened:
+        assert reopened.stats().index_vectors == 120
+        assert _ids(reopened.search(vectors[:3], k=1)) == [[i] for i in ids[:3]]
+
+
+def test_concurrent_readers_and_a_writer(filled):
+    gallery, _, ids = filled
+    extra = unit_vectors(60, 16, seed=5)
+    errors = []
+    stop = threading.Event()
+
+    def reader(seed):
+        queries = unit_vectors(3, 16, seed=seed)
+        try:
+            while not stop.is_set():
+                for row in gallery.search(queries, k=5, filters=Filters(exclude_camera=seed % 3)):
+                    scores = [h.score for h in row]
+                    assert len(row) == 5
+                    assert scores == sorted(scores, reverse=True)
+        except Exception as exc:  # collected and reported by the main thread
+            errors.append(exc)
+
+    def writer():
+        try:
+            for i, vector in enumerate(extra):
+                (new_id,) = gallery.add([GalleryItem(vector=vector, key=f"extra{i}", camera_id=i % 3)])
+                gallery.delete([new_id] if i % 2 else [ids[i]])
+        except Exception as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader, args=(seed,)) for seed in range(4)]
+    for thread in readers:
+        thread.start()
+    writing = threading.Thread(target=writer)
+    writing.start()
+    writing.join()
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert errors == []
+    assert gallery.count() == 120  # every add was matched by a delete
+    assert gallery.stats().index_vectors == 120
+
+
+def test_rerank_reorders_the_top_n_candidates(filled):
+    gallery, vectors, ids = filled
+    queries = unit_vectors(2, 16, seed=4)
+    config = RerankConfig(k1=4, k2=2, lambda_value=0.3, top_n=12)
+    hits = gallery.search(queries, k=5, rerank=config)
+    candidates = [want for want, _ in brute_force(vectors, ids, queries, 12)]
+    union = np.unique(np.concatenate(candidates))
+    g = vectors[np.searchsorted(ids, union)]
+    expected = k_reciprocal_rerank(
+        cosine_to_sq_euclidean(queries @ g.T),
+        cosine_to_sq_euclidean(queries @ queries.T),
+        cosine_to_sq_euclidean(g @ g.T),
+        k1=4,
+        k2=2,
+        lambda_value=0.3,
+    )
+    for q, row in enumerate(hits):
+        columns = np.searchsorted(union, candidates[q])
+        order = np.lexsort((candidates[q], expected[q, columns]))[:5]
+        assert [h.id for h in row] == [candidates[q][i] for i in order]
+        np.testing.assert_allclose([h.score for h in row], 1 - expected[q, columns][order], atol=1e-6)
+
+
+def test_open_classmethod_matches_the_protocol(gallery_dir):
+    with FaissGallery.open(gallery_dir, dim=4) as gallery:
+        store: GalleryStore = gallery  # mypy checks FaissGallery against the protocol here
+        assert (store.dim, store.fingerprint, gallery.index_factory) == (4, None, "Flat")
+
+
+# --- durability -------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Adds random unit vectors one by one (vector i comes from default_rng(i)), printing each
+# acknowledged id; snapshots the index after item 5 so reopening exercises snapshot + replay.
+ADD_FOREVER = """
+import sys
+import numpy as np
+from reid.gallery import GalleryItem, open_gallery
+gallery = open_gallery(sys.argv[1], dim=16, fingerprint="m")
+i = 0
+while True:
+    v = np.random.default_rng(i).standard_normal(16).astype(np.float32)
+    (item_id,) = gallery.add([GalleryItem(vector=v / np.linalg.norm(v), key=f"c{i}")])
+    print(item_id, i, flush=True)
+    if i == 5:
+        gallery.save()
+    i += 1
+"""
+
+# For each index kind: adds, snapshots, then deletes and upserts; exits without closing (so without a
+# final snapshot). argv: a directory, then index factory strings (one gallery each, one interpreter).
+CHANGE_AFTER_SNAPSHOT = """
+import os, sys
+import numpy as np
+from reid.gallery import GalleryItem, open_gallery
+x = np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+for index in sys.argv[2:]:
+    gallery = open_gallery(os.path.join(sys.argv[1], index), dim=16, index=index, train_size=20)
+    ids = gallery.add([GalleryItem(vector=v, key=f"c{i}") for i, v in enumerate(x)])
+    gallery.save()
+    gallery.delete(ids[:10])
+    gallery.upsert([GalleryItem(vector=x[0], key="c10")])
+os._exit(0)
+"""
+REPLAY_KINDS = ("Flat", "HNSW16", "IVF2,Flat")
+
+
+def _child(code, *args, **popen):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, cwd=REPO, **popen)
+
+
+def _assert_index_matches_metadata(gallery, out_dir):
+    """Every stored item is in the index and found by its own vector; nothing else is."""
+    assert gallery.stats().index_vectors >= gallery.count()
+    exported = gallery.export(out_dir)
+    vectors = np.load(exported / "vectors.npy")
+    ids = [json.loads(line)["id"] for line in (exported / "items.jsonl").read_text().splitlines()]
+    assert len(ids) == gallery.count()
+    assert _ids(gallery.search(vectors, k=1, nprobe=64)) == [[i] for i in ids]
+    assert sorted(_ids(gallery.search(vectors[:1], k=len(ids) + 5, nprobe=64))[0]) == sorted(ids)
+
+
+def test_acknowledged_adds_survive_sigkill(gallery_dir, tmp_path):
+    child = _child(ADD_FOREVER, gallery_dir, stdout=subprocess.PIPE, text=True)
+    acknowledged: dict[int, int] = {}
+    try:
+        assert child.stdout is not None
+        while len(acknowledged) < 40:
+            line = child.stdout.readline()
+            assert line, "the child died before acknowledging 40 adds"
+            item_id, i = map(int, line.split())
+            acknowledged[item_id] = i
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    with open_gallery(gallery_dir, fingerprint="m") as gallery:
+        records = gallery.get(sorted(acknowledged))
+        for record in records:
+            v = np.random.default_rng(acknowledged[record.id]).standard_normal(16).astype(np.float32)
+            np.testing.assert_array_equal(record.vector, v / np.linalg.norm(v))
+        _assert_index_matches_metadata(gallery, tmp_path / "check")
+
+
+def test_changes_after_the_last_snapshot_are_replayed(tmp_path):
+    assert _child(CHANGE_AFTER_SNAPSHOT, tmp_path, *REPLAY_KINDS).wait(timeout=60) == 0
+    for index in REPLAY_KINDS:
+        with open_gallery(tmp_path / index) as gallery:
+            assert gallery.count() == 30
+            assert gallery.stats().snapshot_seq is None  # the snapshot lagged behind the database
+            with pytest.raises(NotFound):
+                gallery.lookup(["c0"])
+            _assert_index_matches_metadata(gallery, tmp_path / "check1" / index)
+        with open_gallery(tmp_path / index) as gallery:  # closing wrote a current snapshot
+            assert gallery.stats().snapshot_seq == gallery.stats().last_seq
+            _assert_index_matches_metadata(gallery, tmp_path / "check2" / index)
