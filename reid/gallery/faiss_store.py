@@ -297,6 +297,12 @@ class FaissGallery:
             self._check_open()
             return self._columns.live_count
 
+    def existing_keys(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` the gallery holds (one query per chunk of keys; resumable jobs)."""
+        with self._lock.read():
+            self._check_open()
+            return self._db.existing_keys(list(keys))
+
     def lookup(self, keys: Iterable[str]) -> list[int]:
         """Ids of ``keys``, in order; an unknown key raises ``NotFound``."""
         with self._lock.read():

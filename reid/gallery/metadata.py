@@ -313,6 +313,9 @@ class MetadataDB:
     def count(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        return set(self._ids_of_keys(self._reader(), keys))
+
     def lookup(self, keys: Sequence[str]) -> list[int]:
         found = self._ids_of_keys(self._reader(), keys)
         missing = [key for key in keys if key not in found]

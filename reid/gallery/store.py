@@ -163,6 +163,10 @@ class GalleryStore(Protocol):
         """Remove items; an unknown id raises :class:`reid.errors.NotFound` and nothing is removed."""
         ...
 
+    def existing_keys(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that the gallery holds."""
+        ...
+
     def lookup(self, keys: Iterable[str]) -> list[int]:
         """The ids of these keys; an unknown key raises :class:`reid.errors.NotFound`."""
         ...

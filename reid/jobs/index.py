@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from reid.datasets import ImageRecord, discover_source
 from reid.engine import Extractor
-from reid.errors import ConfigError, NotFound
+from reid.errors import ConfigError
 from reid.gallery import GalleryItem, GalleryStore, open_gallery
 from reid.jobs.pipeline import ChunkResult, Failure, embed_stream
 from reid.jobs.shards import ShardWriter
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 FAILURE_LOG = "index-failures.log"
 DEFAULT_CHUNK_SIZE = 256
-_LOOKUP_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -62,29 +61,10 @@ class IndexSummary:
 
 
 def indexed_keys(gallery: GalleryStore, keys: Sequence[str]) -> set[str]:
-    """The subset of ``keys`` that ``gallery`` holds.
-
-    The store answers "all of these?" in one query; a batch with a missing key is resolved key by key.
-    """
+    """The subset of ``keys`` that ``gallery`` holds."""
     if not keys or gallery.count() == 0:
         return set()
-    found: set[str] = set()
-    for start in range(0, len(keys), _LOOKUP_BATCH):
-        batch = keys[start : start + _LOOKUP_BATCH]
-        try:
-            gallery.lookup(batch)
-            found.update(batch)
-        except NotFound:
-            found.update(key for key in batch if _has_key(gallery, key))
-    return found
-
-
-def _has_key(gallery: GalleryStore, key: str) -> bool:
-    try:
-        gallery.lookup([key])
-    except NotFound:
-        return False
-    return True
+    return gallery.existing_keys(keys)
 
 
 def _items(result: ChunkResult) -> list[GalleryItem]:

@@ -448,3 +448,15 @@ def test_changes_after_the_last_snapshot_are_replayed(tmp_path):
         with open_gallery(tmp_path / index) as gallery:  # closing wrote a current snapshot
             assert gallery.stats().snapshot_seq == gallery.stats().last_seq
             _assert_index_matches_metadata(gallery, tmp_path / "check2" / index)
+
+
+def test_existing_keys_returns_the_held_subset(tmp_path) -> None:
+    from reid.gallery import GalleryItem, open_gallery
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with open_gallery(tmp_path / "g", dim=8, fingerprint="m-1") as gallery:
+        gallery.add([GalleryItem(vector=v, key=f"k{i}") for i, v in enumerate(vectors)])
+        assert gallery.existing_keys(["k0", "nope", "k2"]) == {"k0", "k2"}
+        assert gallery.existing_keys([]) == set()
