@@ -3,8 +3,10 @@
 For every batch size, each variant (an :class:`~reid.optimize.OptimizeOptions`) runs on the same input;
 its embeddings are compared with fp32 eager's (minimum cosine over the batch) and its calls are timed in
 interleaved rounds, so a neighbour's load or thermal drift hits every variant alike. Throughput is the
-batch size over the median call time. Decoding + preprocessing (JPEG bytes → uint8 tensors) is measured
-separately, with the number of decode threads, so the bottleneck of the whole pipeline is visible.
+batch size over the fastest call; the report gives the load average before and after, because numbers
+taken on a busy machine are not worth much whatever the statistic. Decoding + preprocessing (JPEG bytes
+→ uint8 tensors) is measured separately, with the number of decode threads, so the bottleneck of the
+whole pipeline is visible.
 
 Without ``weights`` the model is randomly initialised and its BatchNorm statistics are calibrated on the
 sample images: with raw initial statistics all embeddings are nearly parallel and every cosine looks
@@ -19,7 +21,6 @@ import copy
 import io
 import logging
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -170,6 +171,7 @@ class BenchReport:
     cpu_capability: str
     native_bf16: bool
     torch_threads: int
+    load_average: tuple[float, float]
     preset: str
     weights: str
     input_size: tuple[int, int]
@@ -183,9 +185,11 @@ class BenchReport:
 
     def format(self) -> str:
         h, w = self.input_size
+        before, after = self.load_average
         lines = [
             f"device {self.device} ({self.cpu_capability}, native bf16: {self.native_bf16}, "
-            f"{self.torch_threads} torch threads); model {self.preset} at {h}x{w}, {self.weights}",
+            f"{self.torch_threads} torch threads, load average {before:.1f} before / {after:.1f} after); "
+            f"model {self.preset} at {h}x{w}, {self.weights}",
             *(f"  {name:<18} {desc}" for name, desc in self.variants.items()),
             _TABLE_HEADER,
         ]
@@ -292,7 +296,9 @@ def time_interleaved(
 
 
 def _throughput(batch_size: int, durations: Sequence[float]) -> float:
-    return batch_size / statistics.median(durations)
+    # The fastest call: other processes can only slow a call down, so on a shared machine the minimum
+    # is the steadiest estimate of what the path itself costs.
+    return batch_size / min(durations)
 
 
 def _batches(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -399,6 +405,7 @@ def bench_decode(
 
 def run_benchmark(config: BenchConfig) -> BenchReport:
     """The whole benchmark: model variants × batch sizes, then decode + preprocess."""
+    load_before = os.getloadavg()[0]
     device = config.resolve_device()
     batch_sizes = config.resolve_batch_sizes(device)
     variants = config.resolve_variants(device)
@@ -432,6 +439,7 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         native_bf16=native_bf16_cpu(),
         torch_threads=torch.get_num_threads(),
+        load_average=(load_before, os.getloadavg()[0]),
         preset=name,
         weights=weights,
         input_size=(preprocess.height, preprocess.width),

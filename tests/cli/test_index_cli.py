@@ -27,21 +27,6 @@ def weights(tmp_path_factory):
     return write_test_checkpoint(tmp_path_factory.mktemp("weights"))
 
 
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    root = tmp_path_factory.mktemp("market")
-    make_synthetic_market(
-        root,
-        num_ids=2,
-        num_train_ids=0,
-        num_cameras=2,
-        images_per_id_per_camera=1,
-        num_distractors=1,
-        num_junk=1,
-    )
-    return root
-
-
 @pytest.fixture
 def cli(monkeypatch):
     monkeypatch.setattr(reid.cli, "COMMANDS", ("index", "search"))
@@ -52,15 +37,25 @@ def _engine(weights):
     return ("--weights", weights, "--device", "cpu", "--batch-size", "4")
 
 
-def test_index_then_search(cli, weights, market, tmp_path, capsys):
+def test_index_then_search(cli, weights, market_dir, tmp_path, capsys):
     gallery = tmp_path / "g"
     assert (
-        cli("index", market, "--gallery", gallery, "--chunk-size", "3", "--workers", "2", *_engine(weights))
+        cli(
+            "index",
+            market_dir,
+            "--gallery",
+            gallery,
+            "--chunk-size",
+            "3",
+            "--workers",
+            "2",
+            *_engine(weights),
+        )
         == 0
     )
     assert "indexed 10, skipped 0 already indexed, failed 0" in capsys.readouterr().out
 
-    query = market / "query" / "0001_c1s1_000001_01.jpg"
+    query = market_dir / "query" / "0001_c1s1_000001_01.jpg"
     assert cli("search", query, "--gallery", gallery, "-k", "3", "--json", *_engine(weights)) == 0
     (found,) = json.loads(capsys.readouterr().out)
     assert found["query"] == str(query)
@@ -91,10 +86,10 @@ def test_index_then_search(cli, weights, market, tmp_path, capsys):
     assert frames == [visualize.MATCH_COLOUR if p == 1 else visualize.MISMATCH_COLOUR for p in persons]
 
 
-def test_index_exit_codes(cli, weights, market, tmp_path, capsys):
+def test_index_exit_codes(cli, weights, market_dir, tmp_path, capsys):
     source = tmp_path / "source"
     source.mkdir()
-    (source / "a.jpg").write_bytes((market / "query" / "0001_c1s1_000001_01.jpg").read_bytes())
+    (source / "a.jpg").write_bytes((market_dir / "query" / "0001_c1s1_000001_01.jpg").read_bytes())
     (source / "b.jpg").write_bytes(b"junk")
     assert cli("index", source, "--gallery", tmp_path / "g", *_engine(weights)) == 1  # completed, one failed
     assert "indexed 1, skipped 0 already indexed, failed 1 (reasons in" in capsys.readouterr().out

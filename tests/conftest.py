@@ -1,9 +1,11 @@
+"""Fixtures shared across the test tree."""
+
 import pytest
 
 from reid.datasets import make_synthetic_market
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def market_dir(tmp_path_factory):
     """A small synthetic Market-1501 folder: 4 query and 6 gallery images (1 distractor, 1 junk)."""
     root = tmp_path_factory.mktemp("market")
