@@ -145,3 +145,19 @@ def test_default_product_model_embeds_2048_d() -> None:
     emb = extractor.embed_batch(smooth_images(1, 256, 128))
     assert emb.shape == (1, 2048)
     assert abs(float(np.linalg.norm(emb)) - 1) < 1e-5
+
+
+def test_batchnorm_folding_changes_nothing(images: torch.Tensor) -> None:
+    folded = calibrated_extractor(options=EngineOptions(device="cpu", fold_bn=True)).embed_batch(images)
+    plain = calibrated_extractor(options=EngineOptions(device="cpu", fold_bn=False)).embed_batch(images)
+    between_images = 1 - cosine(plain[:-1], plain[1:])
+    assert np.abs(folded - plain).max() < 1e-4
+    assert between_images.min() > 100 * np.abs(folded - plain).max()
+
+
+@pytest.mark.slow
+def test_compiled_engine_matches_eager_for_every_batch_size(images: torch.Tensor) -> None:
+    eager = calibrated_extractor()
+    compiled = calibrated_extractor(options=EngineOptions(device="cpu", compile=True, max_batch_size=8))
+    for n in (1, 3, 8):
+        np.testing.assert_allclose(compiled.embed_batch(images[:n]), eager.embed_batch(images[:n]), atol=1e-4)

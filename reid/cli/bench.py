@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reid.bench import BenchConfig, run_benchmark
+from reid.bench import CPU_VARIANTS, CUDA_VARIANTS, BenchConfig, run_benchmark
 from reid.models import DEFAULT_BACKBONE
 
 
@@ -26,11 +26,20 @@ def _names(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_BACKBONE, help=f"backbone preset (default {DEFAULT_BACKBONE})")
-    p.add_argument("--weights", type=Path, help="checkpoint to load instead of random weights")
+    p.add_argument(
+        "--weights", type=Path, help="checkpoint to load (its own architecture: --preset is ignored)"
+    )
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--batch-sizes", type=_ints, help="comma-separated (default 1,8,32; plus 256 on CUDA)")
-    p.add_argument("--variants", type=_names, help="comma-separated subset (fp32 is always run); default all")
+    cpu = ",".join(v.name for v in CPU_VARIANTS)
+    cuda = ",".join(v.name for v in CUDA_VARIANTS)
+    p.add_argument(
+        "--variants",
+        type=_names,
+        help=f"comma-separated subset; fp32 always runs. CPU: {cpu}; CUDA: {cuda}. Default: all "
+        "(bf16+compile on CPU only where bf16 is native)",
+    )
     p.add_argument("--min-time", type=float, default=2.0, help="timed seconds per variant and batch size")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
