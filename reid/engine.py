@@ -86,7 +86,8 @@ class Extractor:
         self.device = self.options.resolve_device()
         self.dtype = self.options.resolve_dtype(self.device)
         self.preprocess = preprocess
-        self.fingerprint = fingerprint
+        # Flip TTA is a different embedding function: a gallery built without it must refuse its vectors.
+        self.fingerprint = f"{fingerprint}+flip" if self.options.flip else fingerprint
         self.config: ReIDConfig = model.cfg
         self.dim = model.embedding_dim
         o = self.options

@@ -108,6 +108,8 @@ def test_fingerprint_tracks_weights() -> None:
     assert a.fingerprint != b.fingerprint
     assert a.fingerprint == calibrated_extractor(seed=0).fingerprint
     assert a.fingerprint.startswith("resnet18-")
+    flipped = calibrated_extractor(seed=0, options=EngineOptions(device="cpu", flip=True))
+    assert flipped.fingerprint == a.fingerprint + "+flip"
 
 
 def test_find_checkpoint_rules(tmp_path: Path) -> None:
