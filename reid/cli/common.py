@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from reid.engine import EngineOptions, Extractor, load_extractor
 
+DEFAULT_WEIGHTS_DIR = "weights"
+
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default="weights", help="checkpoint file or folder (default: weights/)")
+    p.add_argument(
+        "--weights", default=None, help="checkpoint file or folder (default: ./weights/ when it exists)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--batch-size", type=int, default=32, help="images per forward")
@@ -26,4 +31,7 @@ def extractor_from_args(args: argparse.Namespace) -> Extractor:
         flip=args.flip,
         max_batch_size=args.batch_size,
     )
-    return load_extractor(args.weights, options=options)
+    weights = args.weights
+    if weights is None and Path(DEFAULT_WEIGHTS_DIR).is_dir():
+        weights = DEFAULT_WEIGHTS_DIR
+    return load_extractor(weights, options=options)
