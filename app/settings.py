@@ -28,6 +28,7 @@ class Settings(BaseSettings):
         default="auto", description="inference precision; auto: bf16/fp16 on GPU, fp32 on CPU"
     )
     channels_last: bool = Field(default=True, description="NHWC memory format (faster convolutions on GPU)")
+    fold_bn: bool = Field(default=True, description="fold BatchNorm into the convolutions (exact, faster)")
     compile: bool = Field(
         default=False, description="torch.compile the model (slow start, faster steady state)"
     )
@@ -90,6 +91,7 @@ class Settings(BaseSettings):
             device=self.device,
             dtype=self.dtype,
             channels_last=self.channels_last,
+            fold_bn=self.fold_bn,
             compile=self.compile,
             flip=self.flip,
             max_batch_size=self.max_batch_size,
