@@ -1,0 +1,289 @@
+"""The GalleryStore contract, run against every backend (FAISS + SQLite, and Milvus via milvus-lite)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
+from reid.gallery import FaissGallery, Filters, GalleryItem, open_gallery
+from tests.gallery.helpers import brute_force, make_items, unit_vectors
+
+DIM = 16
+BACKENDS = ["faiss", "milvus"]
+
+
+def _location(backend, tmp_path):
+    return tmp_path / "gallery" if backend == "faiss" else str(tmp_path / "milvus.db")
+
+
+def _milvus_store():
+    """The Milvus module, or a skip where the optional ``milvus`` extra is not installed."""
+    pytest.importorskip("milvus_lite")
+    return pytest.importorskip("reid.gallery.milvus_store")
+
+
+def _open(backend, location, **kwargs):
+    expected = FaissGallery if backend == "faiss" else _milvus_store().MilvusGallery
+    gallery = open_gallery(location, backend=backend, **kwargs)
+    assert type(gallery) is expected
+    return gallery
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def location(backend, tmp_path):
+    return _location(backend, tmp_path)
+
+
+@pytest.fixture
+def store(backend, location):
+    """An empty 16-d gallery with fingerprint "model-a"."""
+    gallery = _open(backend, location, dim=DIM, fingerprint="model-a")
+    yield gallery
+    gallery.close()
+
+
+@pytest.fixture
+def filled(store):
+    """The store holding 40 items (see make_items), their vectors and ids."""
+    vectors = unit_vectors(40, DIM)
+    ids = store.add(make_items(vectors), fingerprint="model-a")
+    return store, vectors, np.asarray(ids)
+
+
+def _passes(item, f):
+    if f.cameras_in is not None and item.camera_id not in f.cameras_in:
+        return False
+    if item.camera_id is not None and item.camera_id in f.excluded_cameras:
+        return False
+    if f.person_ids is not None and item.person_id not in f.person_ids:
+        return False
+    if f.time_from is not None and item.timestamp < f.time_from:
+        return False
+    return f.time_to is None or item.timestamp <= f.time_to
+
+
+def test_add_get_and_count(filled):
+    store, vectors, ids = filled
+    assert store.count() == 40
+    assert len(set(ids.tolist())) == 40
+    records = store.get([ids[9], ids[6]])
+    assert [r.id for r in records] == [ids[9], ids[6]]
+    assert (records[0].key, records[0].person_id, records[0].camera_id) == ("k9", 2, 0)
+    assert (records[1].camera_id, records[1].timestamp, records[1].source) == (None, 60.0, "/crops/6.jpg")
+    assert dict(records[0].metadata) == {"i": 9}
+    np.testing.assert_allclose(records[0].vector, vectors[9], atol=1e-6)
+
+
+def test_lookup_existing_keys_and_not_found(filled):
+    store, _, ids = filled
+    assert store.lookup(["k3", "k0"]) == [ids[3], ids[0]]
+    assert store.existing_keys(["k1", "nope", 'q"uote', "k39"]) == {"k1", "k39"}
+    odd_key = 'cam 1/it\'s "odd" \\ ü.jpg'
+    (odd_id,) = store.add([GalleryItem(vector=unit_vectors(1, DIM)[0], key=odd_key)])
+    assert store.lookup([odd_key]) == [odd_id]
+    with pytest.raises(NotFound):
+        store.lookup(["k1", "nope"])
+    with pytest.raises(NotFound):
+        store.get([ids[0], 10**9])
+
+
+def test_add_refuses_existing_keys(filled):
+    store, vectors, _ = filled
+    with pytest.raises(GalleryError, match="k2"):
+        store.add([GalleryItem(vector=vectors[0], key="k2")])
+    assert store.count() == 40
+
+
+def test_upsert_replaces_by_key_with_a_new_id(filled):
+    store, vectors, ids = filled
+    new_ids = store.upsert(
+        [GalleryItem(vector=vectors[5], key="k1", person_id=99), GalleryItem(vector=vectors[6], key="new")]
+    )
+    assert store.count() == 41
+    assert set(new_ids).isdisjoint(ids.tolist())
+    assert store.lookup(["k1", "new"]) == new_ids
+    assert store.get([new_ids[0]])[0].person_id == 99
+    with pytest.raises(NotFound):
+        store.get([ids[1]])
+    with pytest.raises(GalleryError):
+        store.upsert([GalleryItem(vector=vectors[0])])
+
+
+def test_delete_is_atomic_and_ids_are_never_reused(filled):
+    store, vectors, ids = filled
+    with pytest.raises(NotFound):
+        store.delete([ids[0], 10**9])
+    assert store.count() == 40
+    store.delete([ids[0], ids[-1]])
+    assert store.count() == 38
+    assert store.existing_keys(["k0", "k39", "k1"]) == {"k1"}
+    (again,) = store.add([GalleryItem(vector=vectors[0], key="k39")])
+    assert again > ids.max()
+
+
+@pytest.mark.parametrize("n_queries", [1, 5])
+def test_search_equals_brute_force(filled, n_queries):
+    store, vectors, ids = filled
+    queries = unit_vectors(n_queries, DIM, seed=7)
+    hits = store.search(queries, k=6)
+    for row, (want_ids, want_scores) in zip(hits, brute_force(vectors, ids, queries, 6), strict=True):
+        assert [h.id for h in row] == want_ids
+        np.testing.assert_allclose([h.score for h in row], want_scores, atol=1e-5)
+    top = store.search(vectors[3:4], k=1)[0][0]
+    assert (top.key, top.person_id, top.camera_id, top.source, dict(top.metadata)) == (
+        "k3",
+        0,
+        0,
+        "/crops/3.jpg",
+        {"i": 3},
+    )
+
+
+def test_k_larger_than_the_gallery(filled):
+    store, vectors, _ = filled
+    assert len(store.search(vectors[:1], k=100)[0]) == 40
+
+
+FILTER_CASES = [
+    Filters(cameras_in={0, 2}),
+    Filters(cameras_not_in=[1]),
+    Filters(person_ids={3, 4, 5}),
+    Filters(exclude_camera=0),
+    Filters(time_from=100.0, time_to=250.0),
+    Filters(cameras_in={1}, person_ids=range(6), time_to=300.0),
+    Filters(cameras_in=set()),
+]
+
+
+@pytest.mark.parametrize("filters", FILTER_CASES)
+def test_filters_match_brute_force_on_the_allowed_subset(filled, filters):
+    store, vectors, ids = filled
+    keep = np.array([_passes(item, filters) for item in make_items(vectors)])
+    queries = unit_vectors(3, DIM, seed=11)
+    hits = store.search(queries, k=40, filters=filters)  # the whole allowed subset, in order
+    expected = brute_force(vectors[keep], ids[keep], queries, 40) if keep.any() else [([], [])] * 3
+    assert [[h.id for h in row] for row in hits] == [want for want, _ in expected]
+
+
+def test_one_filter_per_query(filled):
+    store, vectors, _ = filled
+    per_query = [Filters(exclude_camera=0), Filters(cameras_in={1}), Filters(exclude_camera=0)]
+    hits = store.search(vectors[:3], k=4, filters=per_query)
+    assert all(h.camera_id != 0 for h in hits[0] + hits[2])
+    assert all(h.camera_id == 1 for h in hits[1])
+    assert hits[1][0].key == "k1"
+
+
+def _assert_names_both_models(error):
+    assert "model-a" in str(error)
+    assert "model-b" in str(error)
+
+
+def test_fingerprint_and_dim_mismatch_are_refused(filled, backend, location):
+    store, vectors, _ = filled
+    with pytest.raises(ModelMismatch) as refused:
+        store.add([GalleryItem(vector=vectors[0], key="x")], fingerprint="model-b")
+    _assert_names_both_models(refused.value)
+    with pytest.raises(ModelMismatch):
+        store.search(vectors[:1], fingerprint="model-b")
+    with pytest.raises(ModelMismatch):
+        store.add([GalleryItem(vector=np.ones(DIM + 1, dtype=np.float32), key="y")])
+    store.close()
+    with pytest.raises(ModelMismatch) as refused:
+        _open(backend, location, fingerprint="model-b")
+    _assert_names_both_models(refused.value)
+    with pytest.raises(ModelMismatch, match=f"{DIM}-d.*{DIM * 2}-d"):
+        _open(backend, location, dim=DIM * 2)
+
+
+def test_missing_gallery_needs_dim(backend, tmp_path):
+    with pytest.raises(GalleryError, match="dim"):
+        _open(backend, _location(backend, tmp_path))
+
+
+def test_reopen_keeps_items_identity_and_id_counter(filled, backend, location):
+    store, vectors, ids = filled
+    store.delete([ids[-1]])
+    store.save()
+    store.close()
+    with _open(backend, location, dim=DIM, fingerprint="model-a") as again:
+        assert (again.count(), again.dim, again.fingerprint) == (39, DIM, "model-a")
+        assert again.lookup(["k7"]) == [ids[7]]
+        assert again.search(vectors[7:8], k=1)[0][0].id == ids[7]
+        (new_id,) = again.add([GalleryItem(vector=vectors[0], key="later")])
+        assert new_id > ids.max()
+
+
+def test_closed_store_refuses_calls(store):
+    store.close()
+    with pytest.raises(GalleryError, match="closed"):
+        store.count()
+
+
+def test_milvus_filter_expressions():
+    filter_expression = _milvus_store().filter_expression
+    assert filter_expression(None) == ""
+    assert (
+        filter_expression(Filters(cameras_not_in=[3, 1], exclude_camera=2))
+        == "(not (camera_id in [1, 2, 3]))"
+    )
+    assert filter_expression(Filters(person_ids={5}, time_from=1.5, time_to=2.0)) == (
+        "(person_id in [5]) and (timestamp >= 1.5) and (timestamp <= 2.0)"
+    )
+
+
+def test_open_gallery_refuses_options_of_another_backend(tmp_path):
+    # The overloads reject these calls statically; callers without type checking get a ConfigError.
+    with pytest.raises(ConfigError, match="backend"):
+        open_gallery(tmp_path / "g", dim=DIM, backend="qdrant")  # type: ignore[call-overload]
+    with pytest.raises(ConfigError, match="collection"):
+        open_gallery(tmp_path / "g", dim=DIM, collection="c")  # type: ignore[call-overload]
+    with pytest.raises(ConfigError, match="nprobe"):
+        open_gallery(str(tmp_path / "m.db"), dim=DIM, backend="milvus", nprobe=4)  # type: ignore[call-overload]
+    assert not (tmp_path / "g").exists()
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_milvus_index_kinds(tmp_path):
+    milvus_store = _milvus_store()
+    vectors = unit_vectors(40, DIM)
+    with pytest.raises(ConfigError, match="IVF_PQ"):
+        milvus_store.MilvusGallery.open(str(tmp_path / "m.db"), dim=DIM, index="IVF_PQ")
+    with milvus_store.MilvusGallery.open(str(tmp_path / "m.db"), dim=DIM, index="HNSW") as gallery:
+        gallery.add(make_items(vectors))
+        assert gallery.stats().index == "HNSW"
+        assert [h.key for h in gallery.search(vectors[:2], k=1)[0]] == ["k0"]
+    with pytest.raises(GalleryError, match="HNSW"):
+        milvus_store.MilvusGallery.open(str(tmp_path / "m.db"), index="FLAT")
+
+
+def test_stats_and_export(filled, tmp_path):
+    store, vectors, ids = filled
+    store.delete([ids[2]])
+    stats = store.stats()
+    assert (stats.count, stats.dim, stats.fingerprint) == (39, DIM, "model-a")
+    out = store.export(tmp_path / "export")
+    keep = np.arange(40) != 2
+    np.testing.assert_allclose(np.load(out / "vectors.npy"), vectors[keep], atol=1e-6)
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rows] == list(range(39))
+    assert [r["id"] for r in rows] == ids[keep].tolist()
+    assert rows[5] == {
+        "row": 5,
+        "id": int(ids[6]),
+        "key": "k6",
+        "person_id": 1,
+        "camera_id": None,
+        "source": "/crops/6.jpg",
+        "timestamp": 60.0,
+        "metadata": {"i": 6},
+    }
+    assert json.loads((out / "gallery.json").read_text())["count"] == 39
+    with pytest.raises(GalleryError, match="already exists"):
+        store.export(out)
