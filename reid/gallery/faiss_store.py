@@ -46,7 +46,7 @@ from reid.gallery.rerank import RerankConfig, cosine_to_sq_euclidean, k_reciproc
 from reid.gallery.rwlock import ReadWriteLock
 from reid.gallery.snapshot import read_snapshot, write_snapshot
 from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit
-from reid.gallery.vectors import as_unit_matrix, check_fingerprint
+from reid.gallery.vectors import as_unit_matrix, check_fingerprint, export_dir, item_matrix, require_keys
 
 logger = logging.getLogger(__name__)
 
@@ -228,23 +228,12 @@ class FaissGallery:
         if write and self.read_only:
             raise GalleryError(f"gallery {self.path} is open read-only")
 
-    def _vectors_of(self, items: Sequence[GalleryItem]) -> np.ndarray:
-        rows = []
-        for i, item in enumerate(items):
-            vector = np.asarray(item.vector)
-            if vector.ndim != 1:
-                raise GalleryError(f"item {i} ({item.key!r}): vector must be 1-d, got shape {vector.shape}")
-            rows.append(vector)
-        if len({len(v) for v in rows}) > 1:
-            raise ModelMismatch(f"items mix vector dimensions {sorted({len(v) for v in rows})}")
-        return as_unit_matrix(np.stack(rows), self.dim, what="item vectors")
-
     def _write(self, items: Sequence[GalleryItem], fingerprint: str | None, *, replace: bool) -> list[int]:
         check_fingerprint(self.fingerprint, fingerprint)
         items = list(items)
         if not items:
             return []
-        vectors = self._vectors_of(items)
+        vectors = item_matrix(items, self.dim)
         with self._lock.write():
             self._check_open(write=True)
             ids, removed = self._db.insert(items, vectors, replace_keys=replace)
@@ -263,9 +252,7 @@ class FaissGallery:
 
     def upsert(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
         """Insert or replace by key (every item needs one). A replaced item gets a new id."""
-        missing = [i for i, item in enumerate(items) if item.key is None]
-        if missing:
-            raise GalleryError(f"upsert needs a key on every item; item {missing[0]} has none")
+        require_keys(items)
         return self._write(items, fingerprint, replace=True)
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -404,12 +391,7 @@ class FaissGallery:
         """Write ``vectors.npy`` (float32, one row per item in id order), ``items.jsonl`` (the same order,
         with ``row`` = the vectors row) and ``gallery.json`` under ``out_dir``; returns ``out_dir``.
         Existing export files are not overwritten (``GalleryError``)."""
-        out = Path(out_dir)
-        names = ("vectors.npy", "items.jsonl", "gallery.json")
-        clash = [name for name in names if (out / name).exists()]
-        if clash:
-            raise GalleryError(f"{out / clash[0]} already exists; export into an empty directory")
-        out.mkdir(parents=True, exist_ok=True)
+        out = export_dir(out_dir)
         with self._lock.read():
             self._check_open()
             count = self._columns.live_count

@@ -25,7 +25,7 @@ from pymilvus import DataType, MilvusClient
 
 from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
 from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit
-from reid.gallery.vectors import as_unit_matrix, check_fingerprint
+from reid.gallery.vectors import as_unit_matrix, check_fingerprint, export_dir, item_matrix, require_keys
 
 logger = logging.getLogger(__name__)
 
@@ -191,23 +191,12 @@ class MilvusGallery:
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def _vectors_of(self, items: Sequence[GalleryItem]) -> np.ndarray:
-        rows = []
-        for i, item in enumerate(items):
-            vector = np.asarray(item.vector)
-            if vector.ndim != 1:
-                raise GalleryError(f"item {i} ({item.key!r}): vector must be 1-d, got shape {vector.shape}")
-            rows.append(vector)
-        if len({len(v) for v in rows}) > 1:
-            raise ModelMismatch(f"items mix vector dimensions {sorted({len(v) for v in rows})}")
-        return as_unit_matrix(np.stack(rows), self.dim, what="item vectors")
-
     def _write(self, items: Sequence[GalleryItem], fingerprint: str | None, *, replace: bool) -> list[int]:
         check_fingerprint(self.fingerprint, fingerprint)
         items = list(items)
         if not items:
             return []
-        vectors = self._vectors_of(items)
+        vectors = item_matrix(items, self.dim)
         keys = [item.key for item in items if item.key is not None]
         repeated = sorted({key for key in keys if keys.count(key) > 1})
         if repeated:
@@ -231,9 +220,7 @@ class MilvusGallery:
 
     def upsert(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
         """Insert or replace by key (every item needs one). A replaced item gets a new id."""
-        missing = [i for i, item in enumerate(items) if item.key is None]
-        if missing:
-            raise GalleryError(f"upsert needs a key on every item; item {missing[0]} has none")
+        require_keys(items)
         return self._write(items, fingerprint, replace=True)
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -347,11 +334,7 @@ class MilvusGallery:
     def export(self, out_dir: str | Path) -> Path:
         """Write ``vectors.npy`` (id order), ``items.jsonl`` (same order, ``row`` = vectors row) and
         ``gallery.json`` under ``out_dir``, which must not hold them already."""
-        out = Path(out_dir)
-        clash = [name for name in ("vectors.npy", "items.jsonl", "gallery.json") if (out / name).exists()]
-        if clash:
-            raise GalleryError(f"{out / clash[0]} already exists; export into an empty directory")
-        out.mkdir(parents=True, exist_ok=True)
+        out = export_dir(out_dir)
         ids = sorted(self._all_ids())
         vectors = np.lib.format.open_memmap(
             out / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(ids), self.dim)

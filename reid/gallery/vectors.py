@@ -9,10 +9,16 @@ float32 rounding (:data:`EXACT_TOLERANCE`) are kept bit for bit, so ``get`` retu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from reid.errors import GalleryError, ModelMismatch
+from reid.gallery.store import GalleryItem
+
+EXPORT_FILES = ("vectors.npy", "items.jsonl", "gallery.json")
 
 UNIT_TOLERANCE = 1e-3
 EXACT_TOLERANCE = 1e-5
@@ -54,3 +60,33 @@ def check_fingerprint(gallery: str | None, given: str | None) -> None:
         raise ModelMismatch(
             f"embeddings come from model {given!r} but the gallery was built with model {gallery!r}"
         )
+
+
+def item_matrix(items: Sequence[GalleryItem], dim: int) -> np.ndarray:
+    """The items' vectors as one checked (N, dim) unit matrix (see :func:`as_unit_matrix`)."""
+    rows = []
+    for i, item in enumerate(items):
+        vector = np.asarray(item.vector)
+        if vector.ndim != 1:
+            raise GalleryError(f"item {i} ({item.key!r}): vector must be 1-d, got shape {vector.shape}")
+        rows.append(vector)
+    if len({len(v) for v in rows}) > 1:
+        raise ModelMismatch(f"items mix vector dimensions {sorted({len(v) for v in rows})}")
+    return as_unit_matrix(np.stack(rows), dim, what="item vectors")
+
+
+def require_keys(items: Sequence[GalleryItem]) -> None:
+    """Upsert replaces by key, so every item needs one."""
+    missing = [i for i, item in enumerate(items) if item.key is None]
+    if missing:
+        raise GalleryError(f"upsert needs a key on every item; item {missing[0]} has none")
+
+
+def export_dir(out_dir: str | Path) -> Path:
+    """``out_dir``, created, after checking it holds no earlier export (never overwritten)."""
+    out = Path(out_dir)
+    clash = [name for name in EXPORT_FILES if (out / name).exists()]
+    if clash:
+        raise GalleryError(f"{out / clash[0]} already exists; export into an empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
