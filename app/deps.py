@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from app.inference import EmbeddingService
 from app.settings import Settings
 from app.state import ServiceState
-from reid.gallery import FaissGallery
+from reid.gallery import GalleryStore
 
 
 async def get_service(request: Request) -> ServiceState:
@@ -37,11 +37,11 @@ async def get_embedder(service: Service) -> EmbeddingService:
 Embedder = Annotated[EmbeddingService, Depends(get_embedder)]
 
 
-async def get_gallery(service: Service) -> FaissGallery:
+async def get_gallery(service: Service) -> GalleryStore:
     return service.ready_gallery()
 
 
-Gallery = Annotated[FaissGallery, Depends(get_gallery)]
+Gallery = Annotated[GalleryStore, Depends(get_gallery)]
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <REID_API_KEY>")
 _api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="x-api-key: <REID_API_KEY>")

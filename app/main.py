@@ -24,7 +24,6 @@ from app.state import Phase, ServiceState
 from reid import __version__
 from reid.batching import DynamicBatcher
 from reid.engine import Extractor, load_extractor
-from reid.gallery import open_gallery
 from reid.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -48,14 +47,9 @@ async def start_service(
             cleanup.callback(extractor.close)
         await asyncio.to_thread(extractor.warmup, settings.warmup_batch_sizes())
         gallery = None
-        if settings.gallery_dir is not None:
-            gallery = await asyncio.to_thread(
-                open_gallery,
-                settings.gallery_dir,
-                dim=extractor.dim,
-                fingerprint=extractor.fingerprint,
-                index=settings.index,
-            )
+        spec = settings.gallery_spec()
+        if spec is not None:
+            gallery = await asyncio.to_thread(spec.open, dim=extractor.dim, fingerprint=extractor.fingerprint)
             cleanup.callback(gallery.close)
         batcher = DynamicBatcher(
             extractor,
@@ -84,7 +78,7 @@ async def start_service(
         extractor.fingerprint,
         extractor.dim,
         extractor.device,
-        settings.gallery_dir,
+        spec or "none",
     )
 
 

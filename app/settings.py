@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reid.engine import EngineOptions
+from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
 
 MiB = 1024 * 1024
 
@@ -54,15 +55,27 @@ class Settings(BaseSettings):
         default=None, ge=1, description="image decoding threads; default min(8, CPUs)"
     )
     # --- gallery ----------------------------------------------------------------------------------
+    gallery_backend: Backend = Field(
+        default="faiss",
+        description="gallery store: faiss (a local folder, REID_GALLERY_DIR) or milvus (REID_MILVUS_URI)",
+    )
     gallery_dir: Path | None = Field(
         default=Path("galleries/default"),
-        description="gallery folder, created if missing; '' runs without a gallery (embeddings only)",
+        description="FAISS gallery folder, created if missing; '' runs without a gallery (embeddings only)",
+    )
+    milvus_uri: str | None = Field(
+        default=None,
+        description="Milvus server URI (http://milvus:19530) or a local milvus-lite file; needed by the "
+        "milvus backend",
+    )
+    milvus_collection: str = Field(
+        default=DEFAULT_COLLECTION, min_length=1, description="Milvus collection holding the gallery"
     )
     index: str | None = Field(
         default=None,
         min_length=1,
-        description="FAISS factory string (Flat, HNSW32, IVF1024,Flat...) for a new gallery; default: "
-        "Flat, or what an existing gallery uses",
+        description="index for a new gallery: a FAISS factory string (Flat, HNSW32, IVF1024,Flat...) or a "
+        "Milvus index type (FLAT, IVF_FLAT, HNSW); default: exact, or what an existing gallery uses",
     )
     rerank_top_n: int = Field(default=100, ge=1, description="candidates per query that re-ranking reorders")
     # --- access -----------------------------------------------------------------------------------
@@ -71,10 +84,10 @@ class Settings(BaseSettings):
         description="when set, gallery writes need 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
     )
 
-    @field_validator("weights", "gallery_dir", mode="before")
+    @field_validator("weights", "gallery_dir", "milvus_uri", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
-        # "" means "none" (random weights, no gallery) rather than the current folder.
+        # "" means "none" (random weights, no gallery, no Milvus) rather than the current folder.
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
@@ -84,7 +97,21 @@ class Settings(BaseSettings):
                 f"max_images_per_request ({self.max_images_per_request}) exceeds max_queue "
                 f"({self.max_queue}): such a request could never be queued"
             )
+        if self.gallery_backend == "milvus":
+            if self.milvus_uri is None:
+                raise ValueError("the milvus gallery backend needs REID_MILVUS_URI (a server URI or a file)")
+            if self.rerank_top_n > MILVUS_MAX_TOPK:
+                raise ValueError(f"rerank_top_n above Milvus's limit of {MILVUS_MAX_TOPK} hits per search")
         return self
+
+    def gallery_spec(self) -> GallerySpec | None:
+        """Where the gallery lives; ``None``: the service runs without one (FAISS, empty REID_GALLERY_DIR)."""
+        if self.gallery_backend == "milvus":
+            assert self.milvus_uri is not None  # checked by _consistent
+            return GallerySpec(
+                self.milvus_uri, backend="milvus", collection=self.milvus_collection, index=self.index
+            )
+        return GallerySpec(self.gallery_dir, index=self.index) if self.gallery_dir is not None else None
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(

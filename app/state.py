@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.inference import EmbeddingService
 from app.settings import Settings
 from reid.errors import NotFound, NotReady
-from reid.gallery import FaissGallery
+from reid.gallery import GalleryStore
 from reid.metrics import Metrics
 
 
@@ -27,7 +27,7 @@ class ServiceState:
     phase: Phase = Phase.LOADING
     failure: str | None = None
     embedder: EmbeddingService | None = None
-    gallery: FaissGallery | None = None
+    gallery: GalleryStore | None = None
 
     def ready_embedder(self) -> EmbeddingService:
         if self.phase is Phase.FAILED:
@@ -36,7 +36,7 @@ class ServiceState:
             raise NotReady("the model is still loading")
         return self.embedder
 
-    def ready_gallery(self) -> FaissGallery:
+    def ready_gallery(self) -> GalleryStore:
         self.ready_embedder()
         if self.gallery is None:
             raise NotFound("this service runs without a gallery (REID_GALLERY_DIR is empty)")

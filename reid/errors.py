@@ -101,3 +101,9 @@ class NotReady(ReidError):
     """The engine is not loaded or warmed up yet."""
 
     code = "not_ready"
+
+
+class GalleryUnavailable(NotReady):
+    """A gallery server (Milvus) that cannot be reached or refuses work for now: retry later."""
+
+    code = "gallery_unavailable"

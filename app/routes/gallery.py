@@ -26,7 +26,7 @@ from app.schemas import (
     GalleryItemOut,
     ItemFields,
 )
-from reid.gallery import FaissGallery, GalleryItem, GalleryStats
+from reid.gallery import GalleryItem, GalleryStats, GalleryStore
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
 
@@ -47,7 +47,7 @@ async def read_items(request: Request) -> tuple[list[ImageInput], list[ItemField
     return list(form.images), named
 
 
-def store(gallery: FaissGallery, items: Sequence[GalleryItem], fingerprint: str) -> list[int]:
+def store(gallery: GalleryStore, items: Sequence[GalleryItem], fingerprint: str) -> list[int]:
     """Items with a key are upserted, the others added; ids come back in request order."""
     keyed = [i for i, item in enumerate(items) if item.key is not None]
     plain = [i for i, item in enumerate(items) if item.key is None]

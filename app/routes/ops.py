@@ -65,7 +65,7 @@ async def info(service: Service, embedder: Embedder) -> InfoResponse:
             max_pixels=embedder.preprocess.max_pixels,
         ),
         gallery_size=await asyncio.to_thread(service.gallery.count) if service.gallery else None,
-        gallery_index=service.gallery.index_factory if service.gallery else None,
+        gallery_index=service.gallery.index_kind if service.gallery else None,
     )
 
 

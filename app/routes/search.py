@@ -17,7 +17,7 @@ from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS
 from app.schemas import QueryResult, SearchForm, SearchHit, SearchOptions, SearchRequest, SearchResponse
 from reid.errors import ModelMismatch
-from reid.gallery import FaissGallery, Hit, RerankConfig
+from reid.gallery import GalleryStore, Hit, RerankConfig
 
 router = APIRouter(tags=["search"])
 
@@ -41,7 +41,7 @@ def unit_rows(rows: Sequence[Sequence[float]], dim: int) -> np.ndarray:
 
 
 def run_search(
-    gallery: FaissGallery, vectors: np.ndarray, options: SearchOptions, fingerprint: str, top_n: int
+    gallery: GalleryStore, vectors: np.ndarray, options: SearchOptions, fingerprint: str, top_n: int
 ) -> list[list[Hit]]:
     if not options.rerank:
         return gallery.search(vectors, options.k, options.filters(), fingerprint=fingerprint)

@@ -1,4 +1,4 @@
-"""Options shared by the sub-commands that run the model."""
+"""Options shared by the sub-commands: running the model, and where the gallery lives."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from reid.engine import EngineOptions, Extractor, load_extractor
+from reid.errors import ConfigError
+from reid.gallery import BACKENDS, GallerySpec
 
 DEFAULT_WEIGHTS_DIR = "weights"
 
@@ -35,3 +37,21 @@ def extractor_from_args(args: argparse.Namespace) -> Extractor:
     if weights is None and Path(DEFAULT_WEIGHTS_DIR).is_dir():
         weights = DEFAULT_WEIGHTS_DIR
     return load_extractor(weights, options=options)
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="faiss",
+        help="gallery store: faiss (a local folder; default) or milvus (a server URI or milvus-lite file)",
+    )
+    p.add_argument("--collection", help="Milvus collection (default reid_gallery)")
+
+
+def gallery_spec(location: str, args: argparse.Namespace, *, existing: bool) -> GallerySpec:
+    """The gallery named on the command line; ``existing``: a FAISS folder must already be there."""
+    spec = GallerySpec(location, backend=args.backend, collection=args.collection)
+    if existing and spec.backend == "faiss" and not Path(location).is_dir():
+        raise ConfigError(f"{location} is not a directory")
+    return spec

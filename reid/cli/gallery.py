@@ -1,29 +1,34 @@
-"""`reid gallery stats|search|delete|export DIR`: inspect and maintain a gallery directory."""
+"""`reid gallery stats|search|delete|export GALLERY`: inspect and maintain a gallery (FAISS or Milvus)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reid.cli.common import add_backend_arguments, gallery_spec
 from reid.errors import ConfigError
-from reid.gallery import FaissGallery, Filters, Hit, RerankConfig, open_gallery
+from reid.gallery import FaissGallery, Filters, GalleryStore, Hit, RerankConfig
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("gallery", help="inspect and maintain a gallery directory")
+    p: argparse.ArgumentParser = sub.add_parser("gallery", help="inspect and maintain a gallery")
     commands = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
 
     stats = commands.add_parser("stats", help="size, model fingerprint, index kind, disk use")
-    stats.add_argument("dir", type=Path, help="gallery directory")
+    stats.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
+    add_backend_arguments(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=run_stats)
 
     search = commands.add_parser("search", help="nearest gallery items for query vectors")
-    search.add_argument("dir", type=Path, help="gallery directory")
+    search.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
+    add_backend_arguments(search)
     search.add_argument("--vector-file", type=Path, required=True, help=".npy with one (D,) or Q rows (Q, D)")
     search.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     search.add_argument("--camera-in", type=int, nargs="+", metavar="CAM", help="only these cameras")
@@ -32,32 +37,32 @@ def register(sub: Any) -> None:
     search.add_argument("--exclude-camera", type=int, metavar="CAM", help="the query camera, excluded")
     search.add_argument("--time-from", type=float, metavar="UNIX_S", help="earliest timestamp (inclusive)")
     search.add_argument("--time-to", type=float, metavar="UNIX_S", help="latest timestamp (inclusive)")
-    search.add_argument("--nprobe", type=int, help="IVF lists to visit")
-    search.add_argument("--ef-search", type=int, help="HNSW search breadth")
+    search.add_argument("--nprobe", type=int, help="IVF lists to visit (FAISS)")
+    search.add_argument("--ef-search", type=int, help="HNSW search breadth (FAISS)")
     search.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
     search.add_argument("--json", action="store_true", help="print JSON (one list of hits per query)")
     search.set_defaults(func=run_search)
 
     delete = commands.add_parser("delete", help="remove items by id and/or key")
-    delete.add_argument("dir", type=Path, help="gallery directory")
+    delete.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
+    add_backend_arguments(delete)
     delete.add_argument("ids", type=int, nargs="*", metavar="ID", help="gallery ids")
     delete.add_argument("--key", action="append", default=[], metavar="KEY", help="item key (repeatable)")
     delete.set_defaults(func=run_delete)
 
     export = commands.add_parser("export", help="write vectors.npy, items.jsonl and gallery.json")
-    export.add_argument("dir", type=Path, help="gallery directory")
+    export.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
+    add_backend_arguments(export)
     export.add_argument("out", type=Path, help="output directory (created; must not hold an export)")
     export.set_defaults(func=run_export)
 
 
-def _open(directory: Path, *, read_only: bool) -> FaissGallery:
-    if not directory.is_dir():
-        raise ConfigError(f"{directory} is not a directory")
-    return open_gallery(directory, read_only=read_only)
+def _open(args: argparse.Namespace, *, read_only: bool) -> GalleryStore:
+    return gallery_spec(args.gallery, args, existing=True).open(read_only=read_only)
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    with _open(args.dir, read_only=True) as gallery:
+    with _open(args, read_only=True) as gallery:
         stats = gallery.stats().as_dict()
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -96,15 +101,16 @@ def run_search(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.vector_file}: not a numeric .npy file: {exc}") from exc
     if queries.ndim == 1:
         queries = queries[None, :]
-    with _open(args.dir, read_only=True) as gallery:
-        results = gallery.search(
-            queries,
-            args.k,
-            _filters(args),
-            nprobe=args.nprobe,
-            ef_search=args.ef_search,
-            rerank=RerankConfig() if args.rerank else None,
-        )
+    rerank = RerankConfig() if args.rerank else None
+    with _open(args, read_only=True) as gallery:
+        search: Callable[..., list[list[Hit]]]
+        if isinstance(gallery, FaissGallery):
+            search = partial(gallery.search, nprobe=args.nprobe, ef_search=args.ef_search)
+        elif args.nprobe is not None or args.ef_search is not None:
+            raise ConfigError("--nprobe and --ef-search tune FAISS indexes only")
+        else:
+            search = gallery.search
+        results = search(queries, args.k, _filters(args), rerank=rerank)
     if args.json:
         print(json.dumps([[hit.as_dict() for hit in hits] for hits in results], indent=2))
     else:
@@ -115,7 +121,7 @@ def run_search(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     if not args.ids and not args.key:
         raise ConfigError("give gallery ids and/or --key KEY to delete")
-    with _open(args.dir, read_only=False) as gallery:
+    with _open(args, read_only=False) as gallery:
         ids = sorted({*args.ids, *gallery.lookup(args.key)})
         gallery.delete(ids)
         remaining = gallery.count()
@@ -124,7 +130,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with _open(args.dir, read_only=True) as gallery:
+    with _open(args, read_only=True) as gallery:
         out = gallery.export(args.out)
         count = gallery.count()
     print(f"exported {count} item(s) to {out}")

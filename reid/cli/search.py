@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from reid.cli.common import add_engine_arguments, extractor_from_args
+from reid.cli.common import add_backend_arguments, add_engine_arguments, extractor_from_args, gallery_spec
 from reid.cli.embed import collect
 from reid.datasets import ImageRecord, match_market_name
 from reid.engine import Extractor
 from reid.errors import ConfigError
 from reid.evaluation import IndexEntry, render_ranked_list, write_html_index
-from reid.gallery import Filters, Hit, RerankConfig, open_gallery
+from reid.gallery import Filters, Hit, RerankConfig
 from reid.jobs import Failure, embed_stream
 
 
@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         "search", help="find gallery items that look like query images"
     )
     p.add_argument("images", nargs="+", help="query image files, folders (recursive) or CSV/JSONL manifests")
-    p.add_argument("--gallery", type=Path, required=True, help="gallery directory")
+    p.add_argument("--gallery", required=True, help="gallery folder, or a Milvus URI/file (--backend milvus)")
+    add_backend_arguments(p)
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     p.add_argument(
         "--exclude-same-camera",
@@ -102,11 +103,10 @@ def _draw(out_dir: Path, queries: list[ImageRecord], results: list[list[Hit]]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.gallery.is_dir():
-        raise ConfigError(f"{args.gallery} is not a directory")
+    spec = gallery_spec(args.gallery, args, existing=True)
     records = collect(args.images)
     rerank = RerankConfig() if args.rerank else None
-    with open_gallery(args.gallery, read_only=True) as gallery:
+    with spec.open(read_only=True) as gallery:
         extractor = extractor_from_args(args)
         try:
             queries, vectors, failures = _embed(extractor, records, args.batch_size)

@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     settings = apply_overrides(args)
-    if args.workers > 1 and settings.gallery_dir is not None:
-        # The gallery has one writer: a second process could not open it. One worker already batches
-        # every request onto the model; more workers only help an embeddings-only service.
+    gallery = settings.gallery_spec()
+    if args.workers > 1 and gallery is not None and not (gallery.backend == "milvus" and gallery.is_remote):
+        # A local gallery has one writer: a second process could not open it. One worker already batches
+        # every request onto the model; more workers only help without a gallery or with a Milvus server.
         raise ConfigError(
-            f"--workers {args.workers} needs --gallery-dir '' (no gallery): the gallery "
-            f"{settings.gallery_dir} can be open in one process only"
+            f"--workers {args.workers} needs a Milvus server gallery or --gallery-dir '' (no gallery): "
+            f"the gallery {gallery} can be open in one process only"
         )
     uvicorn = importlib.import_module("uvicorn")
     uvicorn.run(

@@ -42,7 +42,7 @@ from reid.errors import ConfigError, GalleryError, ModelMismatch
 from reid.gallery.filtering import FilterColumns
 from reid.gallery.index import SearchTuning, VectorIndex, build_index
 from reid.gallery.metadata import FilterColumnsData, GalleryMeta, ItemRow, MetadataDB
-from reid.gallery.rerank import RerankConfig, cosine_to_sq_euclidean, k_reciprocal_rerank
+from reid.gallery.rerank import RerankConfig, rerank_candidates
 from reid.gallery.rwlock import ReadWriteLock
 from reid.gallery.snapshot import read_snapshot, write_snapshot
 from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit
@@ -217,7 +217,8 @@ class FaissGallery:
         return self._db.meta.fingerprint
 
     @property
-    def index_factory(self) -> str:
+    def index_kind(self) -> str:
+        """The FAISS factory string (``Flat``, ``IVF4096,Flat``, ...)."""
         return self._db.meta.index
 
     # --- writes ---------------------------------------------------------------------------------------
@@ -340,26 +341,9 @@ class FaissGallery:
                     queries[rows], fetch, allowed=allowed, tuning=tuning
                 )
             if rerank is not None:
-                scores = self._rerank_scores(queries, ids, rerank)
+                scores = rerank_candidates(queries, ids, self._db.vectors, rerank)
             rows_by_id = self._db.rows(ids[ids >= 0].tolist())
         return [self._hits(scores[q], ids[q], rows_by_id, int(k)) for q in range(len(queries))]
-
-    def _rerank_scores(self, queries: np.ndarray, ids: np.ndarray, config: RerankConfig) -> np.ndarray:
-        candidates = np.unique(ids[ids >= 0])
-        if not len(candidates):
-            return np.full(ids.shape, -np.inf, dtype=np.float32)
-        gallery = self._db.vectors(candidates.tolist())
-        distances = k_reciprocal_rerank(
-            cosine_to_sq_euclidean(queries @ gallery.T),
-            cosine_to_sq_euclidean(queries @ queries.T),
-            cosine_to_sq_euclidean(gallery @ gallery.T),
-            k1=config.k1,
-            k2=config.k2,
-            lambda_value=config.lambda_value,
-        )
-        columns = np.searchsorted(candidates, np.maximum(ids, 0))
-        reranked = 1.0 - np.take_along_axis(distances, columns, axis=1)
-        return np.where(ids >= 0, reranked, -np.inf).astype(np.float32)
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, rows: dict[int, ItemRow], k: int) -> list[Hit]:
         found = ids >= 0
@@ -378,7 +362,7 @@ class FaissGallery:
                 count=self._columns.live_count,
                 dim=self.dim,
                 fingerprint=self.fingerprint,
-                index=self.index_factory,
+                index=self.index_kind,
                 trained=self._index.is_trained,
                 index_vectors=self._index.ntotal,
                 device=self._index.device,
@@ -405,7 +389,7 @@ class FaissGallery:
                     f.write(json.dumps(record, sort_keys=True) + "\n")
             vectors.flush()
             del vectors
-            summary = {"dim": self.dim, "fingerprint": self.fingerprint, "index": self.index_factory}
+            summary = {"dim": self.dim, "fingerprint": self.fingerprint, "index": self.index_kind}
             (out / "gallery.json").write_text(json.dumps({**summary, "count": count}, indent=2) + "\n")
         return out
 
@@ -418,7 +402,7 @@ class FaissGallery:
             "format": SNAPSHOT_FORMAT,
             "seq": seq,
             "dim": self.dim,
-            "factory": self.index_factory,
+            "factory": self.index_kind,
             "fingerprint": self.fingerprint,
             "trained": self._index.is_trained,
             "ntotal": self._index.ntotal,
@@ -467,7 +451,7 @@ class FaissGallery:
         self.close()
 
     def __repr__(self) -> str:
-        return f"FaissGallery({str(self.path)!r}, index={self.index_factory!r}, dim={self.dim})"
+        return f"FaissGallery({str(self.path)!r}, index={self.index_kind!r}, dim={self.dim})"
 
 
 def _check_tuning(tuning: SearchTuning) -> None:

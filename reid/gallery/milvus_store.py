@@ -12,29 +12,53 @@ inside the index search, not after it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
 
-from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
+from reid.errors import ConfigError, GalleryError, GalleryUnavailable, ModelMismatch, NotFound
+from reid.gallery.backends import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
+from reid.gallery.rerank import RerankConfig, rerank_candidates
 from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit
 from reid.gallery.vectors import as_unit_matrix, check_fingerprint, export_dir, item_matrix, require_keys
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COLLECTION = "reid_gallery"
 INDEX_KINDS = {"FLAT": {}, "IVF_FLAT": {"nlist": 128}, "HNSW": {"M": 16, "efConstruction": 200}}
 MAX_KEY_LENGTH = 2048
 MAX_TEXT_LENGTH = 4096
 CHUNK = 1000  # ids or keys per query: keeps filter expressions and result sets bounded
 SCALARS = ("key", "person_id", "camera_id", "source", "timestamp", "metadata")
+CONNECT_FAILED = 2  # pymilvus Status.CONNECT_FAILED: the client could not reach the server
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Re-raise pymilvus errors as domain errors: an unreachable or overloaded server is
+    :class:`GalleryUnavailable` (retry later), anything else Milvus refuses is :class:`GalleryError`."""
+
+    @wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except MilvusException as exc:
+            message = f"Milvus: {exc.message}"
+            if isinstance(exc, ConnectError | MilvusUnavailableException) or exc.code == CONNECT_FAILED:
+                raise GalleryUnavailable(message) from exc
+            raise GalleryError(message) from exc
+
+    return call
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -71,6 +95,15 @@ def filter_expression(filters: Filters | None) -> str:
 
 def _optional(value: Any, cast: type) -> Any:
     return None if value is None else cast(value)
+
+
+def _check_lengths(items: Sequence[GalleryItem]) -> None:
+    """Refuse text the VARCHAR fields cannot hold before any id is reserved."""
+    for item in items:
+        fields = (("key", item.key, MAX_KEY_LENGTH), ("source", item.source, MAX_TEXT_LENGTH))
+        for name, text, limit in fields:
+            if text is not None and len(text.encode()) > limit:
+                raise GalleryError(f"item {item.key!r}: its {name} is longer than Milvus's {limit} bytes")
 
 
 def _row(item_id: int, item: GalleryItem, vector: np.ndarray) -> dict[str, Any]:
@@ -113,6 +146,7 @@ class MilvusGallery:
     # --- opening --------------------------------------------------------------------------------------
 
     @classmethod
+    @_translated
     def open(
         cls,
         location: str | Path,
@@ -197,8 +231,9 @@ class MilvusGallery:
         if not items:
             return []
         vectors = item_matrix(items, self.dim)
+        _check_lengths(items)
         keys = [item.key for item in items if item.key is not None]
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        repeated = sorted(key for key, n in Counter(keys).items() if n > 1)
         if repeated:
             raise GalleryError(f"keys repeated within one call: {repeated[:10]}")
         with self._write_lock:
@@ -214,15 +249,18 @@ class MilvusGallery:
                 self._conn.delete(self.collection, ids=sorted(held.values()))
         return ids
 
+    @_translated
     def add(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
         """Store new items; returns their ids. Existing or repeated keys raise ``GalleryError``."""
         return self._write(items, fingerprint, replace=False)
 
+    @_translated
     def upsert(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
         """Insert or replace by key (every item needs one). A replaced item gets a new id."""
         require_keys(items)
         return self._write(items, fingerprint, replace=True)
 
+    @_translated
     def delete(self, ids: Iterable[int]) -> None:
         """Remove items by id; any unknown id raises ``NotFound`` and nothing is removed."""
         unique = sorted({int(i) for i in ids})
@@ -255,13 +293,16 @@ class MilvusGallery:
             raise NotFound(f"no gallery items with ids {missing[:10]}")
         return rows
 
+    @_translated
     def count(self) -> int:
         return int(self._query("", ["count(*)"])[0]["count(*)"])
 
+    @_translated
     def existing_keys(self, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` the gallery holds."""
         return set(self._ids_by_key(list(keys)))
 
+    @_translated
     def lookup(self, keys: Iterable[str]) -> list[int]:
         """Ids of ``keys``, in order; an unknown key raises ``NotFound``."""
         keys = list(keys)
@@ -271,12 +312,14 @@ class MilvusGallery:
             raise NotFound(f"no gallery items with keys {missing[:10]}")
         return [found[key] for key in keys]
 
+    @_translated
     def get(self, ids: Iterable[int]) -> list[GalleryRecord]:
         """Stored items in the order asked; an unknown id raises ``NotFound``."""
         wanted = [int(i) for i in ids]
         rows = self._rows_by_id(wanted, ["id", *SCALARS, "vector"])
         return [_record(rows[i]) for i in wanted]
 
+    @_translated
     def search(
         self,
         vectors: np.ndarray,
@@ -284,12 +327,16 @@ class MilvusGallery:
         filters: Filters | Sequence[Filters] | None = None,
         *,
         fingerprint: str | None = None,
+        rerank: RerankConfig | None = None,
     ) -> list[list[Hit]]:
         """Top-``k`` hits per query row, best first (ties: lower id first); ``filters`` is one
-        :class:`Filters` for all queries or one per query."""
+        :class:`Filters` for all queries or one per query; ``rerank`` as :meth:`GalleryStore.search`."""
         check_fingerprint(self.fingerprint, fingerprint)
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
+        fetch = max(int(k), rerank.top_n) if rerank is not None else int(k)
+        if fetch > MILVUS_MAX_TOPK:
+            raise ConfigError(f"Milvus returns at most {MILVUS_MAX_TOPK} hits per query; asked for {fetch}")
         queries = as_unit_matrix(vectors, self.dim, what="query vectors")
         if filters is None or isinstance(filters, Filters):
             per_query: Sequence[Filters | None] = [filters] * len(queries)
@@ -305,15 +352,33 @@ class MilvusGallery:
             results = self._conn.search(
                 self.collection,
                 data=queries[rows].tolist(),
-                limit=int(k),
+                limit=fetch,
                 filter=expression,
                 output_fields=list(SCALARS),
                 search_params={"metric_type": "IP"},
             )
             for row, found in zip(rows, results, strict=True):
-                hits[row] = sorted((_hit(entry) for entry in found), key=lambda hit: (-hit.score, hit.id))
-        return hits
+                hits[row] = [_hit(entry) for entry in found]
+        if rerank is not None:
+            hits = self._reranked(queries, hits, rerank)
+        return [sorted(row, key=lambda hit: (-hit.score, hit.id))[: int(k)] for row in hits]
 
+    def _reranked(self, queries: np.ndarray, hits: list[list[Hit]], config: RerankConfig) -> list[list[Hit]]:
+        ids = np.full((len(hits), max(map(len, hits), default=0)), -1, dtype=np.int64)
+        for row, found in enumerate(hits):
+            ids[row, : len(found)] = [hit.id for hit in found]
+        scores = rerank_candidates(queries, ids, self._vectors, config)
+        rescored = dataclasses.replace
+        return [
+            [rescored(hit, score=float(score)) for hit, score in zip(found, row_scores, strict=False)]
+            for found, row_scores in zip(hits, scores, strict=True)
+        ]
+
+    def _vectors(self, ids: list[int]) -> np.ndarray:
+        rows = self._rows_by_id(ids, ["id", "vector"])
+        return np.asarray([rows[i]["vector"] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
+    @_translated
     def stats(self) -> GalleryStats:
         """Counts and identity. ``last_seq`` is the last id handed out; Milvus keeps no snapshot."""
         count = self.count()
@@ -331,6 +396,7 @@ class MilvusGallery:
             snapshot_seq=None,
         )
 
+    @_translated
     def export(self, out_dir: str | Path) -> Path:
         """Write ``vectors.npy`` (id order), ``items.jsonl`` (same order, ``row`` = vectors row) and
         ``gallery.json`` under ``out_dir``, which must not hold them already."""
@@ -364,6 +430,7 @@ class MilvusGallery:
 
     # --- persistence ----------------------------------------------------------------------------------
 
+    @_translated
     def save(self) -> None:
         """Flush buffered segments so a reopen reads them directly (inserts are durable without it)."""
         self._conn.flush(self.collection)

@@ -25,6 +25,7 @@ top-N candidates, or for an evaluation split (Market-1501: n ≈ 19k, about 4.5 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,3 +155,29 @@ def k_reciprocal_rerank(
     features = _expand(_encode(dist, nearest, k1), nearest, k2)
     jaccard = _jaccard(features, n_query)
     return (1.0 - lambda_value) * jaccard + lambda_value * dist[:n_query, n_query:]
+
+
+def rerank_candidates(
+    queries: np.ndarray, ids: np.ndarray, vectors_of: Callable[[list[int]], np.ndarray], config: RerankConfig
+) -> np.ndarray:
+    """Re-ranked scores (``1 -`` re-ranked distance) for each query's candidate ``ids`` (Q, N; -1 pads).
+
+    ``queries`` are unit rows (Q, D); ``vectors_of(sorted_ids)`` returns the stored unit vectors of those
+    gallery ids, in that order. The queries and the union of their candidates form one re-ranking
+    problem; padded slots score ``-inf``. Any store can re-rank this way once it has the candidates.
+    """
+    candidates = np.unique(ids[ids >= 0])
+    if not len(candidates):
+        return np.full(ids.shape, -np.inf, dtype=np.float32)
+    gallery = vectors_of(candidates.tolist())
+    distances = k_reciprocal_rerank(
+        cosine_to_sq_euclidean(queries @ gallery.T),
+        cosine_to_sq_euclidean(queries @ queries.T),
+        cosine_to_sq_euclidean(gallery @ gallery.T),
+        k1=config.k1,
+        k2=config.k2,
+        lambda_value=config.lambda_value,
+    )
+    columns = np.searchsorted(candidates, np.maximum(ids, 0))
+    reranked = 1.0 - np.take_along_axis(distances, columns, axis=1)
+    return np.where(ids >= 0, reranked, -np.inf).astype(np.float32)

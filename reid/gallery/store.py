@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from reid.errors import ConfigError
+from reid.gallery.rerank import RerankConfig
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -151,6 +152,11 @@ class GalleryStore(Protocol):
     @property
     def fingerprint(self) -> str | None: ...
 
+    @property
+    def index_kind(self) -> str:
+        """The index in use, in the backend's own terms (a FAISS factory string, a Milvus index type)."""
+        ...
+
     def add(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
         """Store new items and return their ids. A key that already exists raises ``GalleryError``."""
         ...
@@ -184,10 +190,13 @@ class GalleryStore(Protocol):
         filters: Filters | Sequence[Filters] | None = None,
         *,
         fingerprint: str | None = None,
+        rerank: RerankConfig | None = None,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first.
+        """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first (ties: lower id first).
 
-        ``filters`` is one :class:`Filters` for the whole batch or one per query.
+        ``filters`` is one :class:`Filters` for the whole batch or one per query. ``rerank`` re-orders
+        each query's top ``rerank.top_n`` candidates by k-reciprocal distance; ``Hit.score`` is then
+        ``1 -`` that distance.
         """
         ...
 

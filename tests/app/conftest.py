@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from reid.engine import Extractor
-from tests.app.helpers import settings_for, tiny_extractor, wait_ready
+from tests.app.helpers import gallery_settings, settings_for, tiny_extractor, wait_ready
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +41,17 @@ def make_client(tmp_path: Path, extractor: Extractor) -> Iterator[ClientFactory]
 
 
 @pytest.fixture
-def client(make_client: ClientFactory) -> TestClient:
-    """A fresh service with an empty gallery."""
-    return make_client()
+def backend() -> str:
+    """The gallery backend of ``client``; modules override it to run their tests on every backend."""
+    return "faiss"
+
+
+@pytest.fixture
+def client(make_client: ClientFactory, backend: str, tmp_path: Path) -> TestClient:
+    """A fresh service with an empty gallery on ``backend``."""
+    if backend == "milvus":
+        pytest.importorskip("pymilvus")
+    return make_client(**gallery_settings(backend, tmp_path))
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,13 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**{**base, **overrides})
 
 
+def gallery_settings(backend: str, tmp_path: Path) -> dict[str, Any]:
+    """Settings overrides that put the service's gallery on ``backend`` under ``tmp_path``."""
+    if backend == "milvus":
+        return {"gallery_backend": "milvus", "milvus_uri": str(tmp_path / "gallery.db")}
+    return {"gallery_dir": tmp_path / "gallery"}
+
+
 @contextlib.asynccontextmanager
 async def async_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Run the app's lifespan in this event loop and talk to it without a socket, once it is ready."""

@@ -58,6 +58,7 @@ def test_client_hanging_up_mid_body_is_not_a_server_error(tmp_path, extractor):
         (errors.UnknownModel("x"), 422),  # mapped through its parent, ConfigError
         (errors.UnsafeCheckpoint("x"), 500),
         (errors.QueueFull(), 429),
+        (errors.GalleryUnavailable("x"), 503),  # mapped through NotReady: retry later
     ],
 )
 def test_subclasses_map_through_the_closest_ancestor(error, status):

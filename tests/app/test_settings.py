@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.settings import Settings
+from reid.gallery import GallerySpec
 
 
 def test_environment_variables_with_prefix(monkeypatch):
@@ -41,4 +42,30 @@ def test_blank_weights_means_random_weights(monkeypatch):
 )
 def test_impossible_settings_are_refused(overrides):
     with pytest.raises(ValidationError):
+        Settings(**overrides)
+
+
+def test_the_gallery_lives_on_the_chosen_backend(monkeypatch):
+    faiss = Settings(gallery_dir=Path("g"), index="HNSW32")
+    assert faiss.gallery_spec() == GallerySpec(Path("g"), index="HNSW32")
+    assert Settings(gallery_dir=None).gallery_spec() is None
+    monkeypatch.setenv("REID_GALLERY_BACKEND", "milvus")
+    monkeypatch.setenv("REID_MILVUS_URI", "http://milvus:19530")
+    monkeypatch.setenv("REID_MILVUS_COLLECTION", "shop")
+    assert Settings(gallery_dir=None).gallery_spec() == GallerySpec(
+        "http://milvus:19530", backend="milvus", collection="shop"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gallery_backend": "milvus"}, "needs REID_MILVUS_URI"),
+        ({"gallery_backend": "milvus", "milvus_uri": " "}, "needs REID_MILVUS_URI"),
+        ({"gallery_backend": "milvus", "milvus_uri": "g.db", "rerank_top_n": 20000}, "Milvus's limit"),
+        ({"gallery_backend": "qdrant"}, "gallery_backend"),
+    ],
+)
+def test_milvus_settings_are_checked_up_front(overrides, message):
+    with pytest.raises(ValidationError, match=message):
         Settings(**overrides)

@@ -106,8 +106,9 @@ import reid.jobs.index as job
 stream = job.embed_stream
 
 def paused(*args, **kwargs):
-    for result in stream(*args, **kwargs):
-        time.sleep(0.25)
+    # Two chunks go through; then the job stalls, so the test's kill always lands mid-run.
+    for n, result in enumerate(stream(*args, **kwargs)):
+        time.sleep(0.25 if n < 2 else 120)
         yield result
 
 job.embed_stream = paused

@@ -75,6 +75,17 @@ def test_several_workers_cannot_share_a_gallery(fake_uvicorn):
     assert not fake_uvicorn
 
 
+def test_several_workers_share_a_milvus_server_but_not_a_milvus_lite_file(fake_uvicorn):
+    server = parse("--workers", "2", "--gallery-backend", "milvus", "--milvus-uri", "http://milvus:19530")
+    assert server.func(server) == 0
+    assert fake_uvicorn[0][1]["workers"] == 2
+    local = parse("--workers", "2", "--gallery-backend", "milvus", "--milvus-uri", "/tmp/gallery.db")
+    with pytest.raises(
+        ConfigError, match=r"gallery\.db \(collection reid_gallery\) can be open in one process only"
+    ):
+        local.func(local)
+
+
 def test_api_key_has_no_flag():
     with pytest.raises(SystemExit):
         parse("--api-key", "visible-in-ps")

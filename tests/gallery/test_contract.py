@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
-from reid.gallery import FaissGallery, Filters, GalleryItem, open_gallery
+from reid.errors import ConfigError, GalleryError, GalleryUnavailable, ModelMismatch, NotFound
+from reid.gallery import FaissGallery, Filters, GalleryItem, RerankConfig, k_reciprocal_rerank, open_gallery
+from reid.gallery.rerank import cosine_to_sq_euclidean
 from tests.gallery.helpers import brute_force, make_items, unit_vectors
 
 DIM = 16
@@ -185,6 +186,29 @@ def _assert_names_both_models(error):
     assert "model-b" in str(error)
 
 
+def test_rerank_reorders_the_top_n_candidates(filled):
+    gallery, vectors, ids = filled
+    queries = unit_vectors(2, 16, seed=4)
+    config = RerankConfig(k1=4, k2=2, lambda_value=0.3, top_n=12)
+    hits = gallery.search(queries, k=5, rerank=config)
+    candidates = [want for want, _ in brute_force(vectors, ids, queries, 12)]
+    union = np.unique(np.concatenate(candidates))
+    g = vectors[np.searchsorted(ids, union)]
+    expected = k_reciprocal_rerank(
+        cosine_to_sq_euclidean(queries @ g.T),
+        cosine_to_sq_euclidean(queries @ queries.T),
+        cosine_to_sq_euclidean(g @ g.T),
+        k1=4,
+        k2=2,
+        lambda_value=0.3,
+    )
+    for q, row in enumerate(hits):
+        columns = np.searchsorted(union, candidates[q])
+        order = np.lexsort((candidates[q], expected[q, columns]))[:5]
+        assert [h.id for h in row] == [candidates[q][i] for i in order]
+        np.testing.assert_allclose([h.score for h in row], 1 - expected[q, columns][order], atol=1e-6)
+
+
 def test_fingerprint_and_dim_mismatch_are_refused(filled, backend, location):
     store, vectors, _ = filled
     with pytest.raises(ModelMismatch) as refused:
@@ -287,3 +311,32 @@ def test_stats_and_export(filled, tmp_path):
     assert json.loads((out / "gallery.json").read_text())["count"] == 39
     with pytest.raises(GalleryError, match="already exists"):
         store.export(out)
+
+
+def test_index_kind_names_the_default_exact_index(store, backend):
+    assert store.index_kind == ("Flat" if backend == "faiss" else "FLAT")
+    assert store.stats().index == store.index_kind
+
+
+def test_milvus_refuses_more_hits_than_it_can_return(tmp_path):
+    limit = pytest.importorskip("reid.gallery").MILVUS_MAX_TOPK
+    with _open("milvus", _location("milvus", tmp_path), dim=DIM) as store:
+        query = unit_vectors(1, DIM)
+        with pytest.raises(ConfigError, match=f"at most {limit}"):
+            store.search(query, k=limit + 1)
+        with pytest.raises(ConfigError, match=f"at most {limit}"):
+            store.search(query, k=10, rerank=RerankConfig(top_n=limit + 1))
+
+
+def test_milvus_refuses_keys_longer_than_its_field_before_reserving_ids(tmp_path):
+    with _open("milvus", _location("milvus", tmp_path), dim=DIM) as store:
+        vector = unit_vectors(1, DIM)[0]
+        with pytest.raises(GalleryError, match="longer than"):
+            store.add([GalleryItem(vector=vector, key="k" * 3000)])
+        assert store.add([GalleryItem(vector=vector, key="short")]) == [1]
+
+
+def test_unreachable_milvus_server_is_unavailable_not_a_crash():
+    _milvus_store()
+    with pytest.raises(GalleryUnavailable, match="Milvus"):
+        open_gallery("http://127.0.0.1:9", backend="milvus", dim=DIM)

@@ -15,12 +15,9 @@ from reid.gallery import (
     Filters,
     GalleryItem,
     GalleryStore,
-    RerankConfig,
-    k_reciprocal_rerank,
     open_gallery,
 )
 from reid.gallery.faiss_store import SNAPSHOT_FILE
-from reid.gallery.rerank import cosine_to_sq_euclidean
 from tests.gallery.helpers import brute_force, make_items, unit_vectors
 
 
@@ -330,33 +327,10 @@ def test_concurrent_readers_and_a_writer(filled):
     assert gallery.stats().index_vectors == 120
 
 
-def test_rerank_reorders_the_top_n_candidates(filled):
-    gallery, vectors, ids = filled
-    queries = unit_vectors(2, 16, seed=4)
-    config = RerankConfig(k1=4, k2=2, lambda_value=0.3, top_n=12)
-    hits = gallery.search(queries, k=5, rerank=config)
-    candidates = [want for want, _ in brute_force(vectors, ids, queries, 12)]
-    union = np.unique(np.concatenate(candidates))
-    g = vectors[np.searchsorted(ids, union)]
-    expected = k_reciprocal_rerank(
-        cosine_to_sq_euclidean(queries @ g.T),
-        cosine_to_sq_euclidean(queries @ queries.T),
-        cosine_to_sq_euclidean(g @ g.T),
-        k1=4,
-        k2=2,
-        lambda_value=0.3,
-    )
-    for q, row in enumerate(hits):
-        columns = np.searchsorted(union, candidates[q])
-        order = np.lexsort((candidates[q], expected[q, columns]))[:5]
-        assert [h.id for h in row] == [candidates[q][i] for i in order]
-        np.testing.assert_allclose([h.score for h in row], 1 - expected[q, columns][order], atol=1e-6)
-
-
 def test_open_classmethod_matches_the_protocol(gallery_dir):
     with FaissGallery.open(gallery_dir, dim=4) as gallery:
         store: GalleryStore = gallery  # mypy checks FaissGallery against the protocol here
-        assert (store.dim, store.fingerprint, gallery.index_factory) == (4, None, "Flat")
+        assert (store.dim, store.fingerprint, gallery.index_kind) == (4, None, "Flat")
 
 
 # --- durability -------------------------------------------------------------------------------------

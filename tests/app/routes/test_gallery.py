@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from reid.engine import Extractor
+from reid.gallery import BACKENDS
 from tests.app.helpers import b64, files, image_bytes
 
 KEY = "sekret-key"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here that takes ``client`` runs on FAISS and on Milvus (milvus-lite)."""
+    return str(request.param)
 
 
 def add(client, *items, headers=None):

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import torch
 from fastapi.testclient import TestClient
 
@@ -62,6 +63,20 @@ def test_failed_start_is_reported(tmp_path):
             time.sleep(0.01)
         assert health.status_code == 503
         assert "does not exist" in health.json()["detail"]
+        assert client.get("/readyz").status_code == 503
+
+
+def test_unreachable_milvus_fails_the_start_with_the_reason(tmp_path, extractor):
+    pytest.importorskip("pymilvus")
+    settings = settings_for(tmp_path, gallery_backend="milvus", milvus_uri="http://127.0.0.1:9")
+    with TestClient(create_app(settings, extractor=extractor)) as client:
+        for _ in range(500):
+            health = client.get("/healthz")
+            if health.status_code == 503:
+                break
+            time.sleep(0.01)
+        assert health.status_code == 503
+        assert "GalleryUnavailable: Milvus" in health.json()["detail"]
         assert client.get("/readyz").status_code == 503
 
 

@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 
 from reid.engine import Extractor
+from reid.gallery import BACKENDS
 from tests.app.helpers import b64, files, image_bytes
 
 # Six crops: (seed, camera, person, timestamp).
 CROPS = [(seed, 1 + seed % 3, 10 + seed // 2, 1000.0 + seed) for seed in range(6)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here that takes ``client`` runs on FAISS and on Milvus (milvus-lite)."""
+    return str(request.param)
 
 
 @pytest.fixture
