@@ -24,8 +24,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
 
 
-def extractor_from_args(args: argparse.Namespace) -> Extractor:
-    options = EngineOptions(
+def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(
         device=args.device,
         dtype=args.dtype,
         channels_last=args.channels_last,
@@ -33,10 +33,17 @@ def extractor_from_args(args: argparse.Namespace) -> Extractor:
         flip=args.flip,
         max_batch_size=args.batch_size,
     )
-    weights = args.weights
-    if weights is None and Path(DEFAULT_WEIGHTS_DIR).is_dir():
-        weights = DEFAULT_WEIGHTS_DIR
-    return load_extractor(weights, options=options)
+
+
+def weights_from_args(args: argparse.Namespace) -> str | None:
+    """``--weights``, else ``./weights/`` when it exists, else ``None`` (random weights)."""
+    if args.weights is None and Path(DEFAULT_WEIGHTS_DIR).is_dir():
+        return DEFAULT_WEIGHTS_DIR
+    return str(args.weights) if args.weights is not None else None
+
+
+def extractor_from_args(args: argparse.Namespace) -> Extractor:
+    return load_extractor(weights_from_args(args), options=engine_options_from_args(args))
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:

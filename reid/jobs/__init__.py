@@ -1,6 +1,15 @@
-"""Batch jobs over many images: resumable gallery indexing, and the pure per-chunk unit of work."""
+"""Batch jobs over many images: resumable gallery indexing (in this process, or on Ray), and the pure
+per-chunk unit of work."""
 
-from reid.jobs.index import DEFAULT_CHUNK_SIZE, FAILURE_LOG, IndexSummary, index_source, indexed_keys
+from reid.jobs.index import (
+    DEFAULT_CHUNK_SIZE,
+    FAILURE_LOG,
+    IndexRun,
+    IndexSummary,
+    index_source,
+    indexed_keys,
+    open_index_run,
+)
 from reid.jobs.pipeline import (
     ChunkResult,
     Decoder,
@@ -11,6 +20,7 @@ from reid.jobs.pipeline import (
     embed_stream,
     prepare_chunk,
 )
+from reid.jobs.ray_index import index_source_ray
 from reid.jobs.shards import ShardWriter
 
 __all__ = [
@@ -19,6 +29,7 @@ __all__ = [
     "ChunkResult",
     "Decoder",
     "Failure",
+    "IndexRun",
     "IndexSummary",
     "PreparedChunk",
     "ShardWriter",
@@ -26,6 +37,8 @@ __all__ = [
     "embed_prepared",
     "embed_stream",
     "index_source",
+    "index_source_ray",
     "indexed_keys",
+    "open_index_run",
     "prepare_chunk",
 ]

@@ -13,9 +13,12 @@ import pytest
 from PIL import Image
 
 import reid.cli
+import reid.cli.index
 from reid.datasets import make_synthetic_market, scan_folder
+from reid.engine import EngineOptions
 from reid.evaluation import visualize
-from reid.gallery import open_gallery
+from reid.gallery import GallerySpec, open_gallery
+from reid.jobs import IndexSummary
 from tests.helpers import calibrated_extractor
 from tests.jobs.helpers import write_test_checkpoint
 
@@ -95,6 +98,57 @@ def test_index_exit_codes(cli, weights, market_dir, tmp_path, capsys):
     assert "indexed 1, skipped 0 already indexed, failed 1 (reasons in" in capsys.readouterr().out
     assert cli("index", tmp_path / "nowhere", "--gallery", tmp_path / "g", *_engine(weights)) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_ray_engine_without_ray_names_the_extra(cli, weights, market_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    argv = ("index", market_dir, "--gallery", tmp_path / "g", "--engine", "ray", *_engine(weights))
+    assert cli(*argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: the Ray engine needs the ray extra: pip install '.[ray]'")
+
+
+def test_ray_options_reach_the_ray_job(cli, weights, market_dir, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def job(source, gallery, weights, options, **kwargs):
+        calls.append((source, gallery, weights, options, kwargs))
+        return IndexSummary(total=3, indexed=2, skipped=0, failed=1, seconds=1.0, gallery_count=2)
+
+    monkeypatch.setattr(reid.cli.index, "index_source_ray", job)
+    ray_args = ("--engine", "ray", "--ray-address", "ray://head:10001", "--replicas", 3, "--gpus-per-replica")
+    argv = ("index", market_dir, "--gallery", tmp_path / "m.db", "--backend", "milvus", *ray_args, 0.5)
+    assert cli(*argv, "--chunk-size", 8, "--no-resume", "--flip", *_engine(weights)) == 1  # one failed
+    assert "indexed 2, skipped 0 already indexed, failed 1" in capsys.readouterr().out
+    (call,) = calls
+    assert call[:4] == (
+        market_dir,
+        GallerySpec(str(tmp_path / "m.db"), backend="milvus"),
+        str(weights),
+        EngineOptions(device="cpu", flip=True, max_batch_size=4),
+    )
+    assert call[4] == {
+        "chunk_size": 8,
+        "replicas": 3,
+        "gpus_per_replica": 0.5,
+        "cpus_per_replica": 1.0,
+        "resume": False,
+        "shard_dir": None,
+        "address": "ray://head:10001",
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--replicas", "2"), "--replicas apply to --engine ray only"),
+        (("--engine", "ray", "--workers", "2"), "--workers applies to the local engine"),
+    ],
+)
+def test_flags_of_the_other_engine_are_refused(cli, weights, market_dir, tmp_path, capsys, flags, message):
+    assert cli("index", market_dir, "--gallery", tmp_path / "g", *flags, *_engine(weights)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
 
 
 # Indexes with a pause before each chunk is committed, so that the test can kill it half-way.
