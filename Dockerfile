@@ -32,6 +32,7 @@ COPY reid ./reid
 COPY app ./app
 # The cache mount keeps the multi-GB torch download across rebuilds without putting it in a layer.
 # An extra index whose torch is 2.14.1+cpu wins over PyPI's 2.14.1: the pins stay in pyproject.toml.
+# The milvus extra lets the same image serve a Milvus gallery (compose profile "milvus").
 RUN --mount=type=cache,target=/root/.cache/pip \
     case "${VARIANT}" in \
         gpu) extra_index="" ;; \
@@ -39,7 +40,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         *) echo "VARIANT must be gpu or cpu, got '${VARIANT}'" >&2; exit 1 ;; \
     esac \
     && python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install ${extra_index:+--extra-index-url "${extra_index}"} ".[${VARIANT}]" \
+    && /opt/venv/bin/pip install ${extra_index:+--extra-index-url "${extra_index}"} ".[${VARIANT},milvus]" \
     && /opt/venv/bin/reid --help > /dev/null
 
 # --- runtime: the base, Python, the environment and an unprivileged user ----------------------------------

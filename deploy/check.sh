@@ -32,7 +32,8 @@ else
         echo "docker compose config: $files"
         args=()
         for file in $files; do args+=(-f "$file"); done
-        "${compose[@]}" "${args[@]}" --profile jobs config --quiet
+        # Every profile, so the optional services (the indexer job, Milvus and its stores) are checked too.
+        "${compose[@]}" "${args[@]}" --profile jobs --profile milvus config --quiet
     done
 fi
 echo "deployment files: ok"

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 INDEX_KINDS = {"FLAT": {}, "IVF_FLAT": {"nlist": 128}, "HNSW": {"M": 16, "efConstruction": 200}}
 MAX_KEY_LENGTH = 2048
 MAX_TEXT_LENGTH = 4096
-CHUNK = 1000  # ids or keys per query: keeps filter expressions and result sets bounded
+CHUNK = 1000  # ids, keys or rows per request: keeps expressions, results and inserts bounded
 SCALARS = ("key", "person_id", "camera_id", "source", "timestamp", "metadata")
 CONNECT_FAILED = 2  # pymilvus Status.CONNECT_FAILED: the client could not reach the server
 P = ParamSpec("P")
@@ -244,7 +244,8 @@ class MilvusGallery:
             ids = list(range(first, first + len(items)))
             self._set_properties(**{"reid.next_id": str(first + len(items))})  # reserve before writing
             rows = [_row(i, item, vector) for i, item, vector in zip(ids, items, vectors, strict=True)]
-            self._conn.insert(self.collection, rows)
+            for chunk in _chunks(rows):  # Milvus refuses an insert request above 64 MB
+                self._conn.insert(self.collection, list(chunk))
             if held:  # after the insert: a crash in between leaves a duplicate key, never a lost item
                 self._conn.delete(self.collection, ids=sorted(held.values()))
         return ids

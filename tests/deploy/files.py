@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,17 @@ def untagged(value: Any) -> Any:
     if isinstance(value, list):
         return [untagged(item) for item in value]
     return value
+
+
+_DEFAULTED = re.compile(r"\$\{(\w+):-([^}$]*)\}")
+
+
+def compose_default(value: str) -> str:
+    """``value`` as compose interpolates it when no variable is set: ``${NAME:-default}`` becomes
+    ``default``. Other ``$`` forms are refused, so a test cannot silently read them literally."""
+    resolved = _DEFAULTED.sub(lambda match: match.group(2), value)
+    assert "$" not in resolved, f"unsupported interpolation in {value!r}"
+    return resolved
 
 
 def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:

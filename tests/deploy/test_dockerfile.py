@@ -71,7 +71,7 @@ def test_variants_are_extras_of_the_package() -> None:
     assert variants <= set(extras)
     assert any(name.startswith("faiss-gpu") for name in extras["gpu"])
     assert any(name.startswith("faiss-cpu") for name in extras["cpu"])
-    assert '".[${VARIANT}]"' in install
+    assert '".[${VARIANT},milvus]"' in install
 
 
 def test_build_is_multi_stage_and_runtime_copies_the_environment() -> None:
