@@ -56,9 +56,12 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", help="Milvus collection (default reid_gallery)")
 
 
-def gallery_spec(location: str, args: argparse.Namespace, *, existing: bool) -> GallerySpec:
-    """The gallery named on the command line; ``existing``: a FAISS folder must already be there."""
-    spec = GallerySpec(location, backend=args.backend, collection=args.collection)
+def gallery_spec(
+    location: str, args: argparse.Namespace, *, existing: bool, index: str | None = None
+) -> GallerySpec:
+    """The gallery named on the command line; ``existing``: a FAISS folder must already be there;
+    ``index``: the index of a gallery this command may create."""
+    spec = GallerySpec(location, backend=args.backend, collection=args.collection, index=index)
     if existing and spec.backend == "faiss" and not Path(location).is_dir():
         raise ConfigError(f"{location} is not a directory")
     return spec

@@ -40,6 +40,18 @@ def register(sub: Any) -> None:
     )
     add_backend_arguments(p)
     p.add_argument(
+        "--index",
+        help="index of a new gallery: FAISS factory string (Flat, IVF4096,Flat...) or Milvus index type "
+        "(FLAT, IVF_FLAT, HNSW); an existing gallery keeps its own",
+    )
+    p.add_argument(
+        "--failure-log",
+        type=Path,
+        metavar="FILE",
+        help="where unreadable images are listed (default: index-failures.log in the gallery folder, "
+        "or in the current folder for a Milvus server)",
+    )
+    p.add_argument(
         "--chunk-size",
         type=int,
         default=DEFAULT_CHUNK_SIZE,
@@ -83,6 +95,7 @@ def _local(args: argparse.Namespace, gallery: GallerySpec) -> IndexSummary:
             workers=args.workers,
             resume=args.resume,
             shard_dir=args.shards,
+            log_path=args.failure_log,
         )
     finally:
         extractor.close()
@@ -102,12 +115,13 @@ def _ray(args: argparse.Namespace, gallery: GallerySpec) -> IndexSummary:
         cpus_per_replica=1.0 if args.cpus_per_replica is None else args.cpus_per_replica,
         resume=args.resume,
         shard_dir=args.shards,
+        log_path=args.failure_log,
         address=args.ray_address,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    gallery = gallery_spec(args.gallery, args, existing=False)
+    gallery = gallery_spec(args.gallery, args, existing=False, index=args.index)
     summary = _ray(args, gallery) if args.engine == "ray" else _local(args, gallery)
     print(summary.describe())
     return 1 if summary.failed else 0

@@ -90,6 +90,11 @@ def build_index(factory: str, dim: int) -> faiss.Index:
         # Unit vectors: centroids on the sphere match the inner-product assignment.
         ivf.cp.spherical = True
         ivf.nprobe = max(1, round(math.sqrt(ivf.nlist)))
+        pq = faiss.downcast_index(ivf)
+        if isinstance(pq, faiss.IndexIVFPQ):
+            # Polysemous codes serve only Hamming pre-filtering, which searches here never turn on
+            # (polysemous_ht = 0); training them takes minutes at PQ64 and more.
+            pq.do_polysemous_training = False  # type: ignore[attr-defined]  # a field the stubs lack
         return base
     hnsw = _hnsw(base)
     if hnsw is not None:

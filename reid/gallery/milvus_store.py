@@ -39,6 +39,10 @@ MAX_KEY_LENGTH = 2048
 MAX_TEXT_LENGTH = 4096
 CHUNK = 1000  # ids, keys or rows per request: keeps expressions, results and inserts bounded
 SCALARS = ("key", "person_id", "camera_id", "source", "timestamp", "metadata")
+# Key lookups (resume, upsert, lookup) must stay index probes as the gallery grows. A search's filter
+# becomes a bitset from a scan of small numeric columns, cheap next to the vector work; indexing those
+# too would cost each new collection seconds on milvus-lite.
+SCALAR_INDEXED = ("key",)
 CONNECT_FAILED = 2  # pymilvus Status.CONNECT_FAILED: the client could not reach the server
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -478,6 +482,8 @@ def _create_collection(
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
     index_params = client.prepare_index_params()
     index_params.add_index("vector", index_type=index, metric_type="IP", params=INDEX_KINDS[index])
+    for field in SCALAR_INDEXED:
+        index_params.add_index(field, index_type="INVERTED")
     properties = {"reid.dim": str(dim), "reid.next_id": "1", "reid.fingerprint": fingerprint or ""}
     client.create_collection(name, schema=schema, index_params=index_params, properties=properties)
     client.load_collection(name)

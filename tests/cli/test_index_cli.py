@@ -89,6 +89,22 @@ def test_index_then_search(cli, weights, market_dir, tmp_path, capsys):
     assert frames == [visualize.MATCH_COLOUR if p == 1 else visualize.MISMATCH_COLOUR for p in persons]
 
 
+def test_index_kind_and_failure_log_of_a_new_milvus_gallery(cli, weights, market_dir, tmp_path, capsys):
+    pytest.importorskip("pymilvus")
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "a.jpg").write_bytes((market_dir / "query" / "0001_c1s1_000001_01.jpg").read_bytes())
+    (source / "b.jpg").write_bytes(b"junk")
+    spec = GallerySpec(str(tmp_path / "m.db"), backend="milvus")
+    log = tmp_path / "logs" / "failed.log"
+    argv = ["index", source, "--gallery", spec.location, "--backend", "milvus", "--index", "HNSW"]
+    assert cli(*argv, "--failure-log", log, *_engine(weights)) == 1
+    assert f"failed 1 (reasons in {log})" in capsys.readouterr().out
+    assert log.read_text().startswith(f"{source / 'b.jpg'}\t")
+    with spec.open() as gallery:
+        assert (gallery.index_kind, gallery.count()) == ("HNSW", 1)
+
+
 def test_index_exit_codes(cli, weights, market_dir, tmp_path, capsys):
     source = tmp_path / "source"
     source.mkdir()
@@ -134,6 +150,7 @@ def test_ray_options_reach_the_ray_job(cli, weights, market_dir, tmp_path, monke
         "cpus_per_replica": 1.0,
         "resume": False,
         "shard_dir": None,
+        "log_path": None,
         "address": "ray://head:10001",
     }
 

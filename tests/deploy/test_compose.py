@@ -403,6 +403,12 @@ def test_one_switch_moves_the_service_and_the_indexer(
     if settings.gallery_backend == "milvus":
         expected = host.get("REID_MILVUS_URI", "http://milvus:19530")
         assert spec_key(job) == (expected, "milvus", host.get("REID_MILVUS_COLLECTION", "reid_gallery"))
+        # A Milvus server has no gallery folder: the failure log goes to the volume, not the container.
+        volumes = {volume["target"] for volume in config["services"]["indexer"]["volumes"]}
+        assert args.failure_log is not None
+        assert str(args.failure_log.parent) in volumes
+    else:
+        assert args.failure_log is None  # beside the FAISS gallery, in its volume
 
 
 def test_image_has_the_milvus_client() -> None:

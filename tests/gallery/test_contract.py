@@ -340,3 +340,13 @@ def test_unreachable_milvus_server_is_unavailable_not_a_crash():
     _milvus_store()
     with pytest.raises(GalleryUnavailable, match="Milvus"):
         open_gallery("http://127.0.0.1:9", backend="milvus", dim=DIM)
+
+
+def test_milvus_indexes_the_fields_that_lookups_and_filters_use(tmp_path):
+    milvus = _milvus_store()
+    with _open("milvus", _location("milvus", tmp_path), dim=DIM) as store:
+        indexes = {
+            name: store._conn.describe_index(store.collection, name)["index_type"]
+            for name in store._conn.list_indexes(store.collection)
+        }
+    assert indexes == {"vector": "FLAT", **dict.fromkeys(milvus.SCALAR_INDEXED, "INVERTED")}

@@ -1,3 +1,4 @@
+import faiss
 import numpy as np
 import pytest
 
@@ -28,6 +29,17 @@ def test_bad_factories_are_config_errors(factory):
 )
 def test_default_train_size(factory, expected):
     assert default_train_size(build_index(factory, DIM)) == expected
+
+
+def _ivf_pq(index):
+    return faiss.downcast_index(faiss.extract_index_ivf(index))
+
+
+def test_ivf_pq_skips_polysemous_training():
+    assert _ivf_pq(faiss.index_factory(DIM, "IVF8,PQ4")).do_polysemous_training  # FAISS's default
+    built = _ivf_pq(build_index("IVF8,PQ4", DIM))
+    assert not built.do_polysemous_training
+    assert built.polysemous_ht == 0  # searches never use the codes it would have trained
 
 
 # Kinds whose search can be made exact here: Flat, IVF probing every list, HNSW over a small graph.
