@@ -23,7 +23,7 @@ from reid.errors import ConfigError, InvalidImage
 from reid.evaluation.metrics import RankMetrics, cosine_distance, evaluate_rank, ranked_matches, summary_table
 from reid.evaluation.metrics import to_json as metrics_json
 from reid.evaluation.visualize import IndexEntry, render_ranked_list, write_html_index
-from reid.gallery.rerank import RerankConfig, cosine_to_sq_euclidean, k_reciprocal_rerank
+from reid.gallery.rerank import RerankConfig, rerank_unit_vectors
 from reid.jobs.pipeline import Decoder, embed_stream
 
 logger = logging.getLogger(__name__)
@@ -63,14 +63,7 @@ def distance_matrix(query: np.ndarray, gallery: np.ndarray, rerank: RerankConfig
         return cosine_distance(query, gallery)
     q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
     g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
-    return k_reciprocal_rerank(
-        cosine_to_sq_euclidean(q @ g.T),
-        cosine_to_sq_euclidean(q @ q.T),
-        cosine_to_sq_euclidean(g @ g.T),
-        k1=rerank.k1,
-        k2=rerank.k2,
-        lambda_value=rerank.lambda_value,
-    )
+    return rerank_unit_vectors(q, g, rerank)
 
 
 @dataclass(frozen=True, eq=False)

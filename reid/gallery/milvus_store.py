@@ -373,10 +373,9 @@ class MilvusGallery:
         for row, found in enumerate(hits):
             ids[row, : len(found)] = [hit.id for hit in found]
         scores = rerank_candidates(queries, ids, self._vectors, config)
-        rescored = dataclasses.replace
         return [
-            [rescored(hit, score=float(score)) for hit, score in zip(found, row_scores, strict=False)]
-            for found, row_scores in zip(hits, scores, strict=True)
+            [dataclasses.replace(hit, score=float(score)) for hit, score in zip(found, row, strict=False)]
+            for found, row in zip(hits, scores, strict=True)
         ]
 
     def _vectors(self, ids: list[int]) -> np.ndarray:

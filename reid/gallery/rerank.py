@@ -157,6 +157,19 @@ def k_reciprocal_rerank(
     return (1.0 - lambda_value) * jaccard + lambda_value * dist[:n_query, n_query:]
 
 
+def rerank_unit_vectors(queries: np.ndarray, gallery: np.ndarray, config: RerankConfig) -> np.ndarray:
+    """Re-ranked distances (Q, G) between unit-vector ``queries`` and ``gallery`` rows, from their squared
+    Euclidean distances as the paper computes them."""
+    return k_reciprocal_rerank(
+        cosine_to_sq_euclidean(queries @ gallery.T),
+        cosine_to_sq_euclidean(queries @ queries.T),
+        cosine_to_sq_euclidean(gallery @ gallery.T),
+        k1=config.k1,
+        k2=config.k2,
+        lambda_value=config.lambda_value,
+    )
+
+
 def rerank_candidates(
     queries: np.ndarray, ids: np.ndarray, vectors_of: Callable[[list[int]], np.ndarray], config: RerankConfig
 ) -> np.ndarray:
@@ -169,15 +182,7 @@ def rerank_candidates(
     candidates = np.unique(ids[ids >= 0])
     if not len(candidates):
         return np.full(ids.shape, -np.inf, dtype=np.float32)
-    gallery = vectors_of(candidates.tolist())
-    distances = k_reciprocal_rerank(
-        cosine_to_sq_euclidean(queries @ gallery.T),
-        cosine_to_sq_euclidean(queries @ queries.T),
-        cosine_to_sq_euclidean(gallery @ gallery.T),
-        k1=config.k1,
-        k2=config.k2,
-        lambda_value=config.lambda_value,
-    )
+    distances = rerank_unit_vectors(queries, vectors_of(candidates.tolist()), config)
     columns = np.searchsorted(candidates, np.maximum(ids, 0))
     reranked = 1.0 - np.take_along_axis(distances, columns, axis=1)
     return np.where(ids >= 0, reranked, -np.inf).astype(np.float32)

@@ -53,16 +53,20 @@ def test_readiness_flips_after_warm_up(tmp_path):
     extractor.close()
 
 
+def failed_start(client: TestClient) -> str:
+    """The reason ``/healthz`` gives once start-up has failed (it answers 200 while loading)."""
+    for _ in range(500):
+        health = client.get("/healthz")
+        if health.status_code == 503:
+            return str(health.json()["detail"])
+        time.sleep(0.01)
+    raise AssertionError("start-up never failed")
+
+
 def test_failed_start_is_reported(tmp_path):
     settings = settings_for(tmp_path, weights=tmp_path / "missing.safetensors")
     with TestClient(create_app(settings)) as client:
-        for _ in range(500):
-            health = client.get("/healthz")
-            if health.status_code == 503:
-                break
-            time.sleep(0.01)
-        assert health.status_code == 503
-        assert "does not exist" in health.json()["detail"]
+        assert "does not exist" in failed_start(client)
         assert client.get("/readyz").status_code == 503
 
 
@@ -70,13 +74,7 @@ def test_unreachable_milvus_fails_the_start_with_the_reason(tmp_path, extractor)
     pytest.importorskip("pymilvus")
     settings = settings_for(tmp_path, gallery_backend="milvus", milvus_uri="http://127.0.0.1:9")
     with TestClient(create_app(settings, extractor=extractor)) as client:
-        for _ in range(500):
-            health = client.get("/healthz")
-            if health.status_code == 503:
-                break
-            time.sleep(0.01)
-        assert health.status_code == 503
-        assert "GalleryUnavailable: Milvus" in health.json()["detail"]
+        assert "GalleryUnavailable: Milvus" in failed_start(client)
         assert client.get("/readyz").status_code == 503
 
 
