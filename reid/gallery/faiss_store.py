@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import threading
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,15 @@ from reid.gallery.metadata import FilterColumnsData, GalleryMeta, ItemRow, Metad
 from reid.gallery.rerank import RerankConfig, rerank_candidates
 from reid.gallery.rwlock import ReadWriteLock
 from reid.gallery.snapshot import read_snapshot, write_snapshot
-from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit
-from reid.gallery.vectors import as_unit_matrix, check_fingerprint, export_dir, item_matrix, require_keys
+from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit, group_queries
+from reid.gallery.vectors import (
+    as_unit_matrix,
+    check_fingerprint,
+    check_k,
+    export_dir,
+    item_matrix,
+    require_keys,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,18 +99,6 @@ def _hit(row: ItemRow, score: float) -> Hit:
         timestamp=row.timestamp,
         metadata=row.metadata,
     )
-
-
-def _group_queries(filters: Filters | Sequence[Filters] | None, n: int) -> dict[Filters | None, list[int]]:
-    """Query rows by filter, so each distinct filter costs one mask and one index call."""
-    if filters is None or isinstance(filters, Filters):
-        return {filters: list(range(n))}
-    if len(filters) != n:
-        raise ConfigError(f"got {len(filters)} filters for {n} queries; give one Filters or one per query")
-    groups: dict[Filters | None, list[int]] = defaultdict(list)
-    for row, f in enumerate(filters):
-        groups[f].append(row)
-    return groups
 
 
 class FaissGallery:
@@ -321,15 +315,14 @@ class FaissGallery:
         ``rerank.top_n`` candidates by k-reciprocal distance (``Hit.score`` is then 1 - that distance).
         """
         check_fingerprint(self.fingerprint, fingerprint)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        k = check_k(k)
         tuning = SearchTuning(
             nprobe=nprobe or self._tuning.nprobe, ef_search=ef_search or self._tuning.ef_search
         )
         _check_tuning(tuning)
         queries = as_unit_matrix(vectors, self.dim, what="query vectors")
-        groups = _group_queries(filters, len(queries))
-        fetch = max(k, rerank.top_n) if rerank is not None else int(k)
+        groups = group_queries(filters, len(queries))
+        fetch = max(k, rerank.top_n) if rerank is not None else k
         scores = np.full((len(queries), fetch), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), fetch), -1, dtype=np.int64)
         with self._lock.read():
@@ -343,7 +336,7 @@ class FaissGallery:
             if rerank is not None:
                 scores = rerank_candidates(queries, ids, self._db.vectors, rerank)
             rows_by_id = self._db.rows(ids[ids >= 0].tolist())
-        return [self._hits(scores[q], ids[q], rows_by_id, int(k)) for q in range(len(queries))]
+        return [self._hits(scores[q], ids[q], rows_by_id, k) for q in range(len(queries))]
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, rows: dict[int, ItemRow], k: int) -> list[Hit]:
         found = ids >= 0

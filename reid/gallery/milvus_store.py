@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
@@ -29,8 +29,15 @@ from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailable
 from reid.errors import ConfigError, GalleryError, GalleryUnavailable, ModelMismatch, NotFound
 from reid.gallery.backends import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
 from reid.gallery.rerank import RerankConfig, rerank_candidates
-from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit
-from reid.gallery.vectors import as_unit_matrix, check_fingerprint, export_dir, item_matrix, require_keys
+from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit, group_queries
+from reid.gallery.vectors import (
+    as_unit_matrix,
+    check_fingerprint,
+    check_k,
+    export_dir,
+    item_matrix,
+    require_keys,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -337,28 +344,18 @@ class MilvusGallery:
         """Top-``k`` hits per query row, best first (ties: lower id first); ``filters`` is one
         :class:`Filters` for all queries or one per query; ``rerank`` as :meth:`GalleryStore.search`."""
         check_fingerprint(self.fingerprint, fingerprint)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k!r}")
-        fetch = max(int(k), rerank.top_n) if rerank is not None else int(k)
+        k = check_k(k)
+        fetch = max(k, rerank.top_n) if rerank is not None else k
         if fetch > MILVUS_MAX_TOPK:
             raise ConfigError(f"Milvus returns at most {MILVUS_MAX_TOPK} hits per query; asked for {fetch}")
         queries = as_unit_matrix(vectors, self.dim, what="query vectors")
-        if filters is None or isinstance(filters, Filters):
-            per_query: Sequence[Filters | None] = [filters] * len(queries)
-        elif len(filters) != len(queries):
-            raise ConfigError(f"got {len(filters)} filters for {len(queries)} queries")
-        else:
-            per_query = filters
-        groups: dict[str, list[int]] = defaultdict(list)  # one Milvus call per distinct expression
-        for row, row_filters in enumerate(per_query):
-            groups[filter_expression(row_filters)].append(row)
         hits: list[list[Hit]] = [[] for _ in queries]
-        for expression, rows in groups.items():
+        for group_filters, rows in group_queries(filters, len(queries)).items():  # one call per filter
             results = self._conn.search(
                 self.collection,
                 data=queries[rows].tolist(),
                 limit=fetch,
-                filter=expression,
+                filter=filter_expression(group_filters),
                 output_fields=list(SCALARS),
                 search_params={"metric_type": "IP"},
             )
@@ -366,7 +363,7 @@ class MilvusGallery:
                 hits[row] = [_hit(entry) for entry in found]
         if rerank is not None:
             hits = self._reranked(queries, hits, rerank)
-        return [sorted(row, key=lambda hit: (-hit.score, hit.id))[: int(k)] for row in hits]
+        return [sorted(row, key=lambda hit: (-hit.score, hit.id))[:k] for row in hits]
 
     def _reranked(self, queries: np.ndarray, hits: list[list[Hit]], config: RerankConfig) -> list[list[Hit]]:
         ids = np.full((len(hits), max(map(len, hits), default=0)), -1, dtype=np.int64)

@@ -7,6 +7,7 @@ Vectors are L2-normalised float32 embeddings and scores are inner products (cosi
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,6 +113,19 @@ class Filters:
         """``cameras_not_in`` plus ``exclude_camera``."""
         excluded = frozenset(self.cameras_not_in or ())
         return excluded | {self.exclude_camera} if self.exclude_camera is not None else excluded
+
+
+def group_queries(filters: Filters | Sequence[Filters] | None, n: int) -> dict[Filters | None, list[int]]:
+    """Rows of ``n`` queries by their filter (one :class:`Filters` for all, or one per query), so a store
+    pays once per distinct filter."""
+    if filters is None or isinstance(filters, Filters):
+        return {filters: list(range(n))}
+    if len(filters) != n:
+        raise ConfigError(f"got {len(filters)} filters for {n} queries; give one Filters or one per query")
+    groups: dict[Filters | None, list[int]] = defaultdict(list)
+    for row, f in enumerate(filters):
+        groups[f].append(row)
+    return groups
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from reid.errors import GalleryError, ModelMismatch
+from reid.errors import ConfigError, GalleryError, ModelMismatch
 from reid.gallery.store import GalleryItem
 
 EXPORT_FILES = ("vectors.npy", "items.jsonl", "gallery.json")
@@ -52,6 +52,13 @@ def as_unit_matrix(vectors: ArrayLike, dim: int, *, what: str = "vectors") -> np
         x = x.copy()  # never modify the caller's array
         x[drift] /= norms[drift, None]
     return x
+
+
+def check_k(k: int) -> int:
+    """``k`` hits per query as an int, or :class:`ConfigError` unless it is a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 def check_fingerprint(gallery: str | None, given: str | None) -> None:
