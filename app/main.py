@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 from fastapi import FastAPI
 
@@ -28,6 +33,8 @@ from reid.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+EXIT_START_FAILED = 3  # uvicorn's own status for "Application startup failed"
+
 DESCRIPTION = """Person re-identification: embed person crops, search and manage a gallery.
 
 Image endpoints take JSON (base64 images) or multipart/form-data (files in `images` parts).
@@ -37,20 +44,27 @@ Errors are `{"error": code, "detail": message}`."""
 async def start_service(
     service: ServiceState, cleanup: contextlib.AsyncExitStack, extractor: Extractor | None
 ) -> None:
-    """Bring the service to READY, registering every resource's release on ``cleanup`` as it is made."""
+    """Bring the service to READY, registering every resource's release on ``cleanup`` as it is made.
+
+    On failure the phase becomes FAILED and ``service.failure`` names the step and its cause.
+    """
     settings = service.settings
+    step = "starting"
     try:
         if extractor is None:
-            extractor = await asyncio.to_thread(
-                load_extractor, settings.weights, options=settings.engine_options()
-            )
+            weights = settings.weights_path()
+            step = f"loading weights {weights or '(random init)'}"
+            extractor = await asyncio.to_thread(load_extractor, weights, options=settings.engine_options())
             cleanup.callback(extractor.close)
+        step = "warming up the model"
         await asyncio.to_thread(extractor.warmup, settings.warmup_batch_sizes())
         gallery = None
         spec = settings.gallery_spec()
         if spec is not None:
+            step = f"opening gallery {spec}"
             gallery = await asyncio.to_thread(spec.open, dim=extractor.dim, fingerprint=extractor.fingerprint)
             cleanup.callback(gallery.close)
+        step = "starting the batcher"
         batcher = DynamicBatcher(
             extractor,
             max_batch_size=settings.max_batch_size,
@@ -69,8 +83,8 @@ async def start_service(
         batcher.start()
         cleanup.push_async_callback(batcher.stop)
     except Exception as exc:
-        logger.exception("start-up failed")
-        service.phase, service.failure = Phase.FAILED, f"{type(exc).__name__}: {exc}"
+        logger.exception("start-up failed while %s", step)
+        service.phase, service.failure = Phase.FAILED, f"{step}: {type(exc).__name__}: {exc}"
         return
     service.embedder, service.gallery, service.phase = embedder, gallery, Phase.READY
     logger.info(
@@ -82,16 +96,44 @@ async def start_service(
     )
 
 
-def create_app(settings: Settings | None = None, *, extractor: Extractor | None = None) -> FastAPI:
+def _stop_server() -> None:
+    """Ask the server (uvicorn) to shut down gracefully, the supervisor too when this is one of its
+    workers, so an orchestrator sees the failure instead of a process that is never ready."""
+    if multiprocessing.parent_process() is not None:  # a worker of `reid serve --workers N`
+        os.kill(os.getppid(), signal.SIGTERM)
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _exit_start_failed(failure: str) -> NoReturn:
+    """End the process after shutdown, with the cause as the last line a terminal user sees."""
+    first_line = failure.splitlines()[0]  # the traceback is in the log already
+    print(f"error: start-up failed while {first_line}", file=sys.stderr, flush=True)
+    os._exit(EXIT_START_FAILED)  # uvicorn would exit 0
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extractor: Extractor | None = None,
+    exit_on_start_failure: bool = False,
+) -> FastAPI:
     """The service. ``extractor`` replaces loading ``settings.weights`` (tests, embedding in another
-    program); the caller keeps ownership of it."""
+    program); the caller keeps ownership of it. ``exit_on_start_failure``: a failed start-up shuts the
+    server down and ends the process with status :data:`EXIT_START_FAILED` (``reid serve``); otherwise
+    the service stays up answering 503 (an application embedding it decides)."""
     settings = settings if settings is not None else Settings()
     service = ServiceState(settings=settings, metrics=Metrics())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as cleanup:
-            loader = asyncio.get_running_loop().create_task(start_service(service, cleanup, extractor))
+
+            async def start() -> None:
+                await start_service(service, cleanup, extractor)
+                if exit_on_start_failure and service.failure is not None:
+                    _stop_server()
+
+            loader = asyncio.get_running_loop().create_task(start())
             try:
                 yield
             finally:
@@ -99,6 +141,8 @@ def create_app(settings: Settings | None = None, *, extractor: Extractor | None 
                 with contextlib.suppress(asyncio.CancelledError):
                     await loader
                 service.phase = Phase.LOADING
+        if exit_on_start_failure and service.failure is not None:
+            _exit_start_failed(service.failure)  # after the cleanup above
 
     app = FastAPI(title="reid", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.service = service
@@ -110,3 +154,9 @@ def create_app(settings: Settings | None = None, *, extractor: Extractor | None 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
+
+
+def serve_app() -> FastAPI:
+    """The application ``reid serve`` runs (a uvicorn factory): settings from ``REID_*``, and a failed
+    start-up ends the process."""
+    return create_app(exit_on_start_failure=True)

@@ -398,6 +398,22 @@ class LimitsInfo(BaseModel):
     max_pixels: int
 
 
+class PreprocessingInfo(BaseModel):
+    """What the model expects of a crop: clients that embed elsewhere must prepare images the same way."""
+
+    input_size: list[int] = Field(description="[height, width] every crop is resized to")
+    resize: Literal["stretch"] = Field(
+        description="stretch: resized straight to height×width, aspect ratio not kept, no padding or crop"
+    )
+    interpolation: str = Field(description="resampling filter of the resize (Pillow's, antialiased)")
+    colour_order: Literal["RGB"] = Field(description="channel order the model sees")
+    pixel_range: int = Field(description="1: pixels scaled to 0–1 before mean/std; 255: raw 0–255")
+    mean: list[float] = Field(description="per-channel mean subtracted, in pixel_range units")
+    std: list[float] = Field(description="per-channel std divided by, in pixel_range units")
+    l2_normalized: bool = Field(description="embeddings are L2-normalised unless /embed asks otherwise")
+    flip: bool = Field(description="flip test-time augmentation: averaged with the mirrored crop")
+
+
 class InfoResponse(BaseModel):
     model: str
     backbone: str
@@ -412,6 +428,7 @@ class InfoResponse(BaseModel):
     limits: LimitsInfo
     gallery_size: int | None = Field(description="items in the gallery; null without a gallery")
     gallery_index: str | None
+    preprocessing: PreprocessingInfo
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -439,6 +456,17 @@ class InfoResponse(BaseModel):
                     },
                     "gallery_size": 12936,
                     "gallery_index": "Flat",
+                    "preprocessing": {
+                        "input_size": [256, 128],
+                        "resize": "stretch",
+                        "interpolation": "bicubic",
+                        "colour_order": "RGB",
+                        "pixel_range": 255,
+                        "mean": [123.675, 116.28, 103.53],
+                        "std": [58.395, 57.12, 57.375],
+                        "l2_normalized": True,
+                        "flip": False,
+                    },
                 }
             ]
         }

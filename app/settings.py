@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reid.engine import EngineOptions
+from reid.engine import DEFAULT_WEIGHTS_DIR, EngineOptions, default_weights
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
 
 MiB = 1024 * 1024
@@ -21,8 +21,9 @@ class Settings(BaseSettings):
 
     # --- model ------------------------------------------------------------------------------------
     weights: Path | None = Field(
-        default=Path("weights"),
-        description="checkpoint file or a folder holding one; empty folder or '': random weights (warns)",
+        default=DEFAULT_WEIGHTS_DIR,
+        description="checkpoint file or a folder holding one; unset: ./weights when that folder exists; "
+        "an empty folder, '' or no ./weights: random weights (warns)",
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -112,6 +113,11 @@ class Settings(BaseSettings):
                 self.milvus_uri, backend="milvus", collection=self.milvus_collection, index=self.index
             )
         return GallerySpec(self.gallery_dir, index=self.index) if self.gallery_dir is not None else None
+
+    def weights_path(self) -> Path | None:
+        """The weights to load: REID_WEIGHTS when it was given (a missing path is then an error), else the
+        default folder when it exists, else ``None`` (random weights, as every CLI command does)."""
+        return self.weights if "weights" in self.model_fields_set else default_weights()
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(

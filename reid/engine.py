@@ -235,11 +235,19 @@ def find_checkpoint(path: str | Path) -> Path | None:
     return found[0] if found else None
 
 
+DEFAULT_WEIGHTS_DIR = Path("weights")
+
 RANDOM_WEIGHTS_WARNING = (
     "\n" + "!" * 78 + "\n"
     "!!  NO WEIGHTS FOUND in {where}: using RANDOMLY INITIALISED weights.\n"
     "!!  Embeddings are meaningless. Put a checkpoint in weights/ or set REID_WEIGHTS.\n" + "!" * 78
 )
+
+
+def default_weights() -> Path | None:
+    """Where weights come from when none are named: ``./weights/`` if that folder exists, else ``None``
+    (random weights). Only a path the user names explicitly is an error when it does not exist."""
+    return DEFAULT_WEIGHTS_DIR if DEFAULT_WEIGHTS_DIR.is_dir() else None
 
 
 def load_extractor(

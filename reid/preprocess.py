@@ -127,6 +127,19 @@ class PreprocessConfig:
         shift = tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
         return (scale[0], scale[1], scale[2]), (shift[0], shift[1], shift[2])
 
+    def contract(self) -> dict[str, Any]:
+        """What a client embedding elsewhere must reproduce: crops are decoded to upright RGB and resized
+        straight to ``height``×``width`` (no padding, aspect ratio not kept), then normalised."""
+        return {
+            "input_size": [self.height, self.width],
+            "resize": "stretch",
+            "interpolation": self.interpolation,
+            "colour_order": "RGB",
+            "pixel_range": self.pixel_range,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record for a checkpoint manifest."""
         record = asdict(self)

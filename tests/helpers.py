@@ -85,6 +85,12 @@ def calibrated_extractor(
     return Extractor(model, preprocess, fingerprint=fingerprint, options=options, decode_workers=2)
 
 
+def assert_same_outputs(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Outputs of the same weights on the same input: equal up to float rounding, never bit for bit
+    (kernels, and so rounding, differ between CPUs, thread counts and memory layouts)."""
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import Embedder, Service
 from app.openapi import error_responses
-from app.schemas import BatchingInfo, InfoResponse, LimitsInfo, Status
+from app.schemas import BatchingInfo, InfoResponse, LimitsInfo, PreprocessingInfo, Status
 from app.state import Phase
 from reid.errors import NotReady
 
@@ -66,6 +66,9 @@ async def info(service: Service, embedder: Embedder) -> InfoResponse:
         ),
         gallery_size=await asyncio.to_thread(service.gallery.count) if service.gallery else None,
         gallery_index=service.gallery.index_kind if service.gallery else None,
+        preprocessing=PreprocessingInfo(
+            **embedder.preprocess.contract(), l2_normalized=True, flip=embedder.extractor.options.flip
+        ),
     )
 
 

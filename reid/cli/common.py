@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reid.engine import EngineOptions, Extractor, load_extractor
+from reid.engine import EngineOptions, Extractor, default_weights, load_extractor
 from reid.errors import ConfigError
 from reid.gallery import BACKENDS, GallerySpec
-
-DEFAULT_WEIGHTS_DIR = "weights"
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,9 +35,10 @@ def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
 
 def weights_from_args(args: argparse.Namespace) -> str | None:
     """``--weights``, else ``./weights/`` when it exists, else ``None`` (random weights)."""
-    if args.weights is None and Path(DEFAULT_WEIGHTS_DIR).is_dir():
-        return DEFAULT_WEIGHTS_DIR
-    return str(args.weights) if args.weights is not None else None
+    if args.weights is not None:
+        return str(args.weights)
+    default = default_weights()
+    return str(default) if default is not None else None
 
 
 def extractor_from_args(args: argparse.Namespace) -> Extractor:

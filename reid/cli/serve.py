@@ -19,7 +19,7 @@ from reid.errors import ConfigError
 
 # Imported lazily: reid/ never imports the web stack at module level.
 _SETTINGS_MODULE = "app.settings"
-_FACTORY = "app.main:create_app"
+_FACTORY = "app.main:serve_app"
 _PROTOCOL = "app.server:NoDelayH11Protocol"
 _ENV_ONLY = frozenset({"api_key"})
 

@@ -41,6 +41,7 @@ from reid.errors import ConfigError, GalleryError, ModelMismatch
 from reid.gallery.filtering import FilterColumns
 from reid.gallery.index import SearchTuning, VectorIndex, build_index
 from reid.gallery.metadata import FilterColumnsData, GalleryMeta, ItemRow, MetadataDB
+from reid.gallery.ranking import best_first
 from reid.gallery.rerank import RerankConfig, rerank_candidates
 from reid.gallery.rwlock import ReadWriteLock
 from reid.gallery.snapshot import read_snapshot, write_snapshot
@@ -308,7 +309,8 @@ class FaissGallery:
         ef_search: int | None = None,
         rerank: RerankConfig | None = None,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query row, best first (ties: lower id first).
+        """Top-``k`` hits per query row, best first (scores within
+        :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE` tie: lower id first).
 
         ``filters``: one :class:`Filters` for all queries or one per query. ``nprobe``/``ef_search``
         override the gallery's query effort for this call. ``rerank`` re-orders each query's top
@@ -341,7 +343,7 @@ class FaissGallery:
     def _hits(self, scores: np.ndarray, ids: np.ndarray, rows: dict[int, ItemRow], k: int) -> list[Hit]:
         found = ids >= 0
         scores, ids = scores[found], ids[found]
-        order = np.lexsort((ids, -scores))[:k]
+        order = best_first(scores, ids)[:k]
         missing = [int(i) for i in ids[order] if int(i) not in rows]
         if missing:
             raise GalleryError(f"index and metadata disagree: ids {missing[:10]} have no metadata row")

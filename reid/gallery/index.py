@@ -37,6 +37,7 @@ import faiss
 import numpy as np
 
 from reid.errors import ConfigError, GalleryError
+from reid.gallery.ranking import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -163,22 +164,7 @@ def _blas_search(
         known = ids < len(allowed)
         usable[known] = allowed[ids[known]]
         scores[:, ~usable] = -np.inf
-    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-    top = min(k, len(ids))
-    if top == 0:
-        return out_scores, out_ids
-    best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-    best_scores = np.take_along_axis(scores, best, axis=1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
-    best, best_scores = (
-        np.take_along_axis(best, order, axis=1),
-        np.take_along_axis(best_scores, order, axis=1),
-    )
-    found = np.isfinite(best_scores)
-    out_scores[:, :top] = np.where(found, best_scores, -np.inf)
-    out_ids[:, :top] = np.where(found, ids[best], -1)
-    return out_scores, out_ids
+    return top_k(scores, np.broadcast_to(ids, scores.shape), k)
 
 
 class VectorIndex:

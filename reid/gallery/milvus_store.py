@@ -28,6 +28,7 @@ from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailable
 
 from reid.errors import ConfigError, GalleryError, GalleryUnavailable, ModelMismatch, NotFound
 from reid.gallery.backends import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
+from reid.gallery.ranking import best_first
 from reid.gallery.rerank import RerankConfig, rerank_candidates
 from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit, group_queries
 from reid.gallery.vectors import (
@@ -341,7 +342,8 @@ class MilvusGallery:
         fingerprint: str | None = None,
         rerank: RerankConfig | None = None,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query row, best first (ties: lower id first); ``filters`` is one
+        """Top-``k`` hits per query row, best first (ties within
+        :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE`: lower id first); ``filters`` is one
         :class:`Filters` for all queries or one per query; ``rerank`` as :meth:`GalleryStore.search`."""
         check_fingerprint(self.fingerprint, fingerprint)
         k = check_k(k)
@@ -363,7 +365,7 @@ class MilvusGallery:
                 hits[row] = [_hit(entry) for entry in found]
         if rerank is not None:
             hits = self._reranked(queries, hits, rerank)
-        return [sorted(row, key=lambda hit: (-hit.score, hit.id))[:k] for row in hits]
+        return [_best_first(row)[:k] for row in hits]
 
     def _reranked(self, queries: np.ndarray, hits: list[list[Hit]], config: RerankConfig) -> list[list[Hit]]:
         ids = np.full((len(hits), max(map(len, hits), default=0)), -1, dtype=np.int64)
@@ -450,6 +452,12 @@ class MilvusGallery:
 
     def __repr__(self) -> str:
         return f"MilvusGallery({self.uri!r}, collection={self.collection!r}, dim={self.dim})"
+
+
+def _best_first(hits: list[Hit]) -> list[Hit]:
+    scores = np.array([hit.score for hit in hits])
+    order = best_first(scores, np.array([hit.id for hit in hits], dtype=np.int64))
+    return [hits[i] for i in order]
 
 
 def _hit(entry: dict[str, Any]) -> Hit:

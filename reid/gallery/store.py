@@ -206,7 +206,8 @@ class GalleryStore(Protocol):
         fingerprint: str | None = None,
         rerank: RerankConfig | None = None,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first (ties: lower id first).
+        """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first (scores within
+        :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE` tie: lower id first).
 
         ``filters`` is one :class:`Filters` for the whole batch or one per query. ``rerank`` re-orders
         each query's top ``rerank.top_n`` candidates by k-reciprocal distance; ``Hit.score`` is then

@@ -69,3 +69,19 @@ def test_the_gallery_lives_on_the_chosen_backend(monkeypatch):
 def test_milvus_settings_are_checked_up_front(overrides, message):
     with pytest.raises(ValidationError, match=message):
         Settings(**overrides)
+
+
+def test_weights_default_to_the_weights_folder_only_when_it_exists(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REID_WEIGHTS", raising=False)
+    assert Settings().weights_path() is None  # random weights, as every CLI command does
+    (tmp_path / "weights").mkdir()
+    assert Settings().weights_path() == Path("weights")
+
+
+def test_explicit_weights_are_loaded_even_when_missing(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REID_WEIGHTS", "weights")
+    assert Settings().weights_path() == Path("weights")  # the loader then says it does not exist
+    monkeypatch.setenv("REID_WEIGHTS", "")
+    assert Settings().weights_path() is None

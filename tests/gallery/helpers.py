@@ -1,13 +1,31 @@
 """Helpers for the gallery tests: deterministic unit vectors, items with metadata, a reference search."""
 
+import itertools
+
 import numpy as np
 
 from reid.gallery import GalleryItem
+from reid.gallery.ranking import SCORE_TIE_TOLERANCE
 
 
 def unit_vectors(n, dim, seed=0):
     x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def scoring(scores, dim):
+    """A unit query and one unit vector per entry of ``scores`` whose inner product with it is that score."""
+    s = np.asarray(scores, dtype=np.float64)
+    vectors = np.zeros((len(s), dim))
+    vectors[:, 0], vectors[:, 1] = s, np.sqrt(1 - s**2)
+    query = np.zeros((1, dim), dtype=np.float32)
+    query[0, 0] = 1
+    return query, vectors.astype(np.float32)
+
+
+def is_best_first(scores):
+    """Scores in search order: none above the one before it by more than the tie tolerance."""
+    return all(later <= earlier + SCORE_TIE_TOLERANCE for earlier, later in itertools.pairwise(scores))
 
 
 def make_items(vectors, *, prefix="k"):
@@ -27,10 +45,20 @@ def make_items(vectors, *, prefix="k"):
 
 
 def brute_force(gallery_vectors, gallery_ids, queries, k):
-    """Reference top-k by inner product: (ids, scores) per query, ties broken by lower id."""
+    """Reference top-k by inner product: (ids, scores) per query, best first; scores within the tie
+    tolerance of their neighbour in that order are ties, ordered by lower id."""
     scores = queries @ gallery_vectors.T
     out = []
     for row in scores:
-        order = np.lexsort((gallery_ids, -row))[:k]
-        out.append((np.asarray(gallery_ids)[order].tolist(), row[order]))
+        ranked = sorted(
+            zip(row.tolist(), np.asarray(gallery_ids).tolist(), strict=True), key=lambda p: (-p[0], p[1])
+        )
+        groups: list[list[tuple[float, int]]] = []
+        for score, item in ranked:
+            if groups and groups[-1][-1][0] - score <= SCORE_TIE_TOLERANCE:
+                groups[-1].append((score, item))
+            else:
+                groups.append([(score, item)])
+        best = [pair for group in groups for pair in sorted(group, key=lambda p: p[1])][:k]
+        out.append(([item for _, item in best], np.array([score for score, _ in best], dtype=np.float32)))
     return out

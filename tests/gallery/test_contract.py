@@ -7,8 +7,9 @@ import pytest
 
 from reid.errors import ConfigError, GalleryError, GalleryUnavailable, ModelMismatch, NotFound
 from reid.gallery import FaissGallery, Filters, GalleryItem, RerankConfig, k_reciprocal_rerank, open_gallery
+from reid.gallery.ranking import SCORE_TIE_TOLERANCE
 from reid.gallery.rerank import cosine_to_sq_euclidean
-from tests.gallery.helpers import brute_force, make_items, unit_vectors
+from tests.gallery.helpers import brute_force, make_items, scoring, unit_vectors
 
 DIM = 16
 BACKENDS = ["faiss", "milvus"]
@@ -144,6 +145,14 @@ def test_search_equals_brute_force(filled, n_queries):
         "/crops/3.jpg",
         {"i": 3},
     )
+
+
+def test_scores_equal_within_the_tolerance_rank_by_id(store):
+    tiny = SCORE_TIE_TOLERANCE / 5
+    query, vectors = scoring([0.6, 0.6 + tiny, 0.9, 0.6 - tiny, 0.6 + 10 * SCORE_TIE_TOLERANCE, 0.6], DIM)
+    ids = store.add([GalleryItem(vector=v) for v in vectors], fingerprint="model-a")
+    want = [ids[2], ids[4], ids[0], ids[1], ids[3], ids[5]]
+    assert [hit.id for hit in store.search(query, k=6)[0]] == want
 
 
 def test_k_larger_than_the_gallery(filled):

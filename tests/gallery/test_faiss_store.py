@@ -18,7 +18,7 @@ from reid.gallery import (
     open_gallery,
 )
 from reid.gallery.faiss_store import SNAPSHOT_FILE
-from tests.gallery.helpers import brute_force, make_items, unit_vectors
+from tests.gallery.helpers import brute_force, is_best_first, make_items, unit_vectors
 
 
 def _ids(hits):
@@ -50,11 +50,14 @@ def test_k_larger_than_gallery_and_empty_gallery(gallery_dir):
         assert [len(row) for row in gallery.search(unit_vectors(2, 8, seed=3), k=5)] == [3, 3]
 
 
-def test_ties_are_ordered_by_id(gallery_dir):
+@pytest.mark.parametrize("k", [5, 3])
+def test_identical_vectors_rank_by_id_and_the_lowest_ids_make_the_cut(gallery_dir, k):
+    # On AVX512 hosts OpenBLAS scores the last of five identical vectors a few ulps apart from the rest.
     vector = unit_vectors(1, 8)[0]
     with open_gallery(gallery_dir, dim=8) as gallery:
         ids = gallery.add([GalleryItem(vector=vector) for _ in range(5)])
-        assert _ids(gallery.search(vector[None], k=5)) == [ids]
+        gallery.add(make_items(unit_vectors(20, 8, seed=4)))
+        assert _ids(gallery.search(vector[None], k=k)) == [ids[:k]]
 
 
 FILTER_CASES = [
@@ -301,7 +304,7 @@ def test_concurrent_readers_and_a_writer(filled):
                 for row in gallery.search(queries, k=5, filters=Filters(exclude_camera=seed % 3)):
                     scores = [h.score for h in row]
                     assert len(row) == 5
-                    assert scores == sorted(scores, reverse=True)
+                    assert is_best_first(scores)
         except Exception as exc:  # collected and reported by the main thread
             errors.append(exc)
 

@@ -6,12 +6,16 @@ import time
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from fastapi.testclient import TestClient
 
 from app import inference
 from app.main import create_app
+from reid.checkpoints import write_checkpoint_manifest
 from reid.engine import Extractor
+from reid.models import ReIDModel, reid_config
+from reid.preprocess import PreprocessConfig
 from tests.app.helpers import (
     async_client,
     files,
@@ -189,3 +193,34 @@ def test_decoding_runs_off_the_event_loop(client, monkeypatch):
     assert client.post("/embed", files=files(image_bytes(0), image_bytes(1))).status_code == 200
     assert decode_threads
     assert not decode_threads & loop_threads
+
+
+def test_info_publishes_the_preprocessing_contract_of_the_loaded_checkpoint(tmp_path):
+    cfg = reid_config("resnet18")
+    weights = tmp_path / "weights" / "market_r18.safetensors"
+    weights.parent.mkdir()
+    safetensors.torch.save_file(ReIDModel(cfg).state_dict(), weights)
+    manifest = write_checkpoint_manifest(
+        weights, config=cfg, preprocess=PreprocessConfig.fastreid(height=64, width=32)
+    )
+    settings = settings_for(tmp_path, weights=weights.parent, max_batch_size=2, flip=True)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        contract = client.get("/info").json()["preprocessing"]
+    wanted = manifest.preprocess
+    assert contract == {
+        "input_size": [wanted.height, wanted.width],
+        "resize": "stretch",
+        "interpolation": wanted.interpolation,
+        "colour_order": "RGB",
+        "pixel_range": wanted.pixel_range,
+        "mean": pytest.approx(list(wanted.mean)),
+        "std": pytest.approx(list(wanted.std)),
+        "l2_normalized": True,
+        "flip": True,
+    }
+    assert (contract["input_size"], contract["interpolation"], contract["pixel_range"]) == (
+        [64, 32],
+        "bicubic",
+        255,
+    )
