@@ -29,7 +29,7 @@ from app.state import Phase, ServiceState
 from reid import __version__
 from reid.batching import DynamicBatcher
 from reid.engine import Extractor, load_extractor
-from reid.metrics import Metrics
+from reid.telemetry import Metrics
 
 logger = logging.getLogger(__name__)
 

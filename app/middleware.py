@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_response
-from reid.metrics import Metrics
+from reid.telemetry import Metrics
 
 
 class _BodyTooLargeError(Exception):

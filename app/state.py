@@ -9,7 +9,7 @@ from app.inference import EmbeddingService
 from app.settings import Settings
 from reid.errors import NotFound, NotReady
 from reid.gallery import GalleryStore
-from reid.metrics import Metrics
+from reid.telemetry import Metrics
 
 
 class Phase(enum.Enum):

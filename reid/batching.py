@@ -20,7 +20,7 @@ import torch
 
 from reid.engine import Extractor
 from reid.errors import ConfigError, NotReady, QueueFull
-from reid.metrics import Metrics
+from reid.telemetry import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch
 from reid.batching import DynamicBatcher
 from reid.engine import Extractor
 from reid.errors import NotReady, QueueFull
-from reid.metrics import Metrics
+from reid.telemetry import Metrics
 from tests.helpers import calibrated_extractor, smooth_images
 
 

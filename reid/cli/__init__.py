@@ -1,24 +1,27 @@
 """The ``reid`` command.
 
 Each sub-command lives in its own module under ``reid/cli/`` and exposes ``register(subparsers)``; that
-function adds its parser and sets ``func`` (``Callable[[argparse.Namespace], int]``). Domain errors are
-turned into a one-line ``error: ...`` message here and nowhere else.
+function adds its parser and sets ``func`` (``Callable[[argparse.Namespace], int]``). Packages built on the
+library add commands through the ``reid.commands`` entry point group (``name = "module:register"``): the
+service's ``reid serve`` comes from ``app.cli`` that way, so the library never imports the service. Only the
+module of the command being run is imported (all of them for ``reid --help``). Domain errors are turned
+into a one-line ``error: ...`` message here and nowhere else.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
 from reid.errors import ReidError
 
-# Sub-command modules, imported lazily so `reid --help` stays fast and a missing optional dependency
-# only breaks the command that needs it.
 COMMANDS: tuple[str, ...] = (
-    "serve",
     "embed",
     "search",
     "index",
@@ -29,22 +32,42 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "synth",
 )
+PLUGIN_GROUP = "reid.commands"
+
+Register = Callable[[Any], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _registrars() -> dict[str, Callable[[], Register]]:
+    """Command name → a loader of its ``register`` function (nothing imported yet)."""
+    found: dict[str, Callable[[], Register]] = {ep.name: ep.load for ep in entry_points(group=PLUGIN_GROUP)}
+    for name in COMMANDS:
+        found[name] = functools.partial(_builtin, name)
+    return found
+
+
+def _builtin(name: str) -> Register:
+    register: Register = importlib.import_module(f"reid.cli.{name}").register
+    return register
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, with only the command it names (every command when it names none)."""
     parser = argparse.ArgumentParser(
         prog="reid", description="Person re-identification embeddings and search."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"reid.cli.{name}").register(sub)
+    registrars = _registrars()
+    named = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    for name, load in registrars.items():
+        if named not in registrars or name == named:
+            load()(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,6 +1,6 @@
 """Image sources: Market-1501 style datasets, manifests, folder trees, and a synthetic generator."""
 
-from reid.datasets.manifest import discover_source, read_manifest, scan_folder
+from reid.datasets.image_lists import discover_source, read_image_list, scan_folder
 from reid.datasets.market import (
     MarketDataset,
     MarketName,
@@ -33,7 +33,7 @@ __all__ = [
     "make_synthetic_market",
     "match_market_name",
     "parse_market_name",
-    "read_manifest",
+    "read_image_list",
     "scan_folder",
     "scan_market_split",
 ]

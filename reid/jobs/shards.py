@@ -2,7 +2,7 @@
 
 Each committed chunk becomes ``embeddings-NNNNN.npy`` (float32, N×dim) and ``embeddings-NNNNN.csv``
 (``key,path,person_id,camera_id,timestamp``, one line per row, in the same order; the CSV is also a
-valid :func:`reid.datasets.read_manifest` file). Both are written atomically, the CSV last, so a
+valid :func:`reid.datasets.read_image_list` file). Both are written atomically, the CSV last, so a
 shard whose CSV exists is complete.
 
 The job writes a shard just *before* committing the same chunk to the gallery: a kill in between

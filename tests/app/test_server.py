@@ -6,7 +6,7 @@ import time
 
 import uvicorn
 
-from reid.cli import serve
+from app import cli as serve
 
 
 async def tiny_app(scope, receive, send) -> None:
@@ -19,7 +19,7 @@ def test_connections_get_tcp_nodelay_on_a_socket_bound_like_multi_worker_uvicorn
     # Bound as uvicorn's --workers path binds it: proto 0, so asyncio alone would leave Nagle on.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(tiny_app, http=serve._PROTOCOL, lifespan="off", log_level="warning")
+    config = uvicorn.Config(tiny_app, http=serve.PROTOCOL, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()

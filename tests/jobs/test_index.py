@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from reid.datasets import ImageRecord, read_manifest, scan_folder
+from reid.datasets import ImageRecord, read_image_list, scan_folder
 from reid.errors import ConfigError, ModelMismatch
 from reid.gallery import open_gallery
 from reid.jobs import FAILURE_LOG, index_source
@@ -135,7 +135,7 @@ def test_shards_hold_each_key_once_even_after_a_kill(extractor, market_dir, refe
     assert names == [f"embeddings-0000{i}.{ext}" for i in range(3) for ext in ("csv", "npy")]
     keys: list[str] = []
     for number in range(3):
-        shard_records = read_manifest(shards / f"embeddings-0000{number}.csv")  # a valid manifest
+        shard_records = read_image_list(shards / f"embeddings-0000{number}.csv")  # a valid manifest
         vectors = np.load(shards / f"embeddings-0000{number}.npy")
         assert vectors.shape == (len(shard_records), extractor.dim)
         for record, vector in zip(shard_records, vectors, strict=True):

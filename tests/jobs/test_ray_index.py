@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from reid.datasets import read_manifest, scan_folder
+from reid.datasets import read_image_list, scan_folder
 from reid.engine import EngineOptions, load_extractor
 from reid.errors import ConfigError, ModelMismatch
 from reid.gallery import GallerySpec
@@ -73,7 +73,7 @@ def local_run(manifest, local_extractor, tmp_path_factory):
     """The local job over the manifest: its summary and the gallery it wrote."""
     gallery = tmp_path_factory.mktemp("local") / "g"
     summary = index_source(manifest, gallery, local_extractor, chunk_size=CHUNK, progress=False)
-    keys = [r.key for r in read_manifest(manifest) if r.key != "corrupt"]
+    keys = [r.key for r in read_image_list(manifest) if r.key != "corrupt"]
     return summary, _stored(GallerySpec(gallery), keys)
 
 

@@ -7,15 +7,14 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from app import cli as serve
 from app.main import EXIT_START_FAILED
-from reid.cli import serve
 from reid.errors import ConfigError
 
 
@@ -28,9 +27,7 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture
 def fake_uvicorn(monkeypatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    module = types.ModuleType("uvicorn")
-    module.run = lambda *args, **kwargs: calls.append((args, kwargs))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "uvicorn", module)
+    monkeypatch.setattr(serve.uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("REID_")})
     return calls
 

@@ -167,7 +167,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, ImageRecord]]:
                 raise ConfigError(f"{path} line {number}: {exc}") from None
 
 
-def read_manifest(path: str | Path) -> list[ImageRecord]:
+def read_image_list(path: str | Path) -> list[ImageRecord]:
     """Records of a ``.csv`` or ``.jsonl`` / ``.ndjson`` manifest, in file order.
 
     Any bad row raises :class:`ConfigError` naming the file and line, as does a key used twice.
@@ -231,7 +231,7 @@ def discover_source(path: str | Path) -> list[ImageRecord]:
     if path.is_dir():
         records = scan_folder(path)
     elif path.is_file():
-        records = read_manifest(path)
+        records = read_image_list(path)
     else:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     if not records:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from reid.datasets.manifest import discover_source, read_manifest, scan_folder
+from reid.datasets.image_lists import discover_source, read_image_list, scan_folder
 from reid.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def test_csv_fields_aliases_metadata_and_relative_paths(tmp_path):
         '../other/b.png,custom-b,,,2024-01-02T03:04:05,south,"hello, world"\n',
         encoding="utf-8-sig",  # a spreadsheet's byte-order mark must not break the 'path' header
     )
-    first, second = read_manifest(manifest)
+    first, second = read_image_list(manifest)
     assert first.path == tmp_path / "lists" / "img" / "a.jpg"
     assert first.key == "img/a.jpg"
     assert (first.person_id, first.camera_id, first.timestamp) == (7, 2, 1700000000.5)
@@ -36,7 +36,7 @@ def test_csv_fields_aliases_metadata_and_relative_paths(tmp_path):
 
 def test_csv_default_key_outside_manifest_folder_is_absolute(tmp_path):
     manifest = _write(tmp_path / "m" / "list.csv", "path\n../x.jpg\n/abs/y.jpg\n")
-    assert [r.key for r in read_manifest(manifest)] == [(tmp_path / "x.jpg").as_posix(), "/abs/y.jpg"]
+    assert [r.key for r in read_image_list(manifest)] == [(tmp_path / "x.jpg").as_posix(), "/abs/y.jpg"]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_csv_default_key_outside_manifest_folder_is_absolute(tmp_path):
 def test_csv_errors_name_the_line(tmp_path, body, message):
     manifest = _write(tmp_path / "bad.csv", body)
     with pytest.raises(ConfigError, match=message) as info:
-        read_manifest(manifest)
+        read_image_list(manifest)
     assert str(info.value).startswith(str(manifest))
 
 
@@ -73,7 +73,7 @@ def test_jsonl_fields_metadata_and_blank_lines(tmp_path):
         {"path": "sub/b.jpg", "key": "bee", "metadata": None},
     ]
     manifest = _write(tmp_path / "m.jsonl", json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n")
-    first, second = read_manifest(manifest)
+    first, second = read_image_list(manifest)
     assert (first.key, first.person_id, first.camera_id, first.timestamp) == ("a.jpg", 3, 4, 12.0)
     assert first.metadata == {"zone": "A", "shift": 2}
     assert (second.path, second.key, second.metadata) == (tmp_path / "sub" / "b.jpg", "bee", {})
@@ -93,12 +93,12 @@ def test_jsonl_fields_metadata_and_blank_lines(tmp_path):
 def test_jsonl_errors_name_the_line(tmp_path, line, message):
     manifest = _write(tmp_path / "m.ndjson", '{"path": "a.jpg"}\n' + line + "\n")
     with pytest.raises(ConfigError, match=message):
-        read_manifest(manifest)
+        read_image_list(manifest)
 
 
 def test_manifest_suffix_must_be_known(tmp_path):
     with pytest.raises(ConfigError, match=r"\.csv, \.jsonl or \.ndjson"):
-        read_manifest(_write(tmp_path / "list.txt", "path\na.jpg\n"))
+        read_image_list(_write(tmp_path / "list.txt", "path\na.jpg\n"))
 
 
 def test_scan_folder_recursive_sorted_and_labels_market_names(tmp_path):

@@ -1,36 +1,33 @@
-"""`reid serve`: run the HTTP service (``app.main:create_app``) with uvicorn.
+"""`reid serve`: run the HTTP service (``app.main:serve_app``) with uvicorn.
 
-Every service setting has a flag generated from ``app.settings.Settings`` (``--max-batch-size`` for
-``REID_MAX_BATCH_SIZE``...). Flags are written to the environment, which uvicorn's worker processes
-inherit, so each worker builds the same settings. The API key is read from ``REID_API_KEY`` only, so it
-never shows in the process list.
+The command lives with the service, not in the library: ``reid`` finds it through the ``reid.commands``
+entry point (pyproject.toml), so ``reid/`` never imports ``app``. Every service setting has a flag
+generated from :class:`app.settings.Settings` (``--max-batch-size`` for ``REID_MAX_BATCH_SIZE``...). Flags
+are written to the environment, which uvicorn's worker processes inherit, so each worker builds the same
+settings. The API key is read from ``REID_API_KEY`` only, so it never shows in the process list.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 from typing import Any
 
+import uvicorn
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
+from app.settings import Settings
 from reid.errors import ConfigError
 
-# Imported lazily: reid/ never imports the web stack at module level.
-_SETTINGS_MODULE = "app.settings"
-_FACTORY = "app.main:serve_app"
-_PROTOCOL = "app.server:NoDelayH11Protocol"
+FACTORY = "app.main:serve_app"  # an import string: uvicorn's worker processes import it themselves
+PROTOCOL = "app.server:NoDelayH11Protocol"
 _ENV_ONLY = frozenset({"api_key"})
 
 
-def _settings_class() -> Any:
-    return importlib.import_module(_SETTINGS_MODULE).Settings
-
-
-def _setting_flags() -> dict[str, Any]:
+def _setting_flags() -> dict[str, FieldInfo]:
     """Settings that get a flag: name → pydantic field info."""
-    return {name: f for name, f in _settings_class().model_fields.items() if name not in _ENV_ONLY}
+    return {name: f for name, f in Settings.model_fields.items() if name not in _ENV_ONLY}
 
 
 def register(sub: Any) -> None:
@@ -59,7 +56,7 @@ def _env_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def apply_overrides(args: argparse.Namespace) -> Any:
+def apply_overrides(args: argparse.Namespace) -> Settings:
     """Write the given flags to ``REID_*`` variables; returns the settings every worker will build."""
     env = {
         f"REID_{name.upper()}": _env_value(getattr(args, name))
@@ -68,7 +65,7 @@ def apply_overrides(args: argparse.Namespace) -> Any:
     }
     os.environ.update(env)
     try:
-        return _settings_class()()
+        return Settings()
     except ValidationError as exc:
         raise ConfigError(f"invalid service settings: {exc}") from None
 
@@ -85,11 +82,10 @@ def run(args: argparse.Namespace) -> int:
             f"--workers {args.workers} needs a Milvus server gallery or --gallery-dir '' (no gallery): "
             f"the gallery {gallery} can be open in one process only"
         )
-    uvicorn = importlib.import_module("uvicorn")
     uvicorn.run(
-        _FACTORY,
+        FACTORY,
         factory=True,
-        http=_PROTOCOL,
+        http=PROTOCOL,
         host=args.host,
         port=args.port,
         workers=args.workers,
