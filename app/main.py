@@ -42,7 +42,10 @@ async def start_service(
     try:
         if extractor is None:
             extractor = await asyncio.to_thread(
-                load_extractor, settings.weights, options=settings.engine_options()
+                load_extractor,
+                settings.weights,
+                options=settings.engine_options(),
+                zoo=settings.zoo_options(),
             )
             cleanup.callback(extractor.close)
         await asyncio.to_thread(extractor.warmup, settings.warmup_batch_sizes())

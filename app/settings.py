@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reid.engine import EngineOptions
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
+from reid.zoo.options import ZooOptions
 
 MiB = 1024 * 1024
 
@@ -20,9 +21,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REID_", frozen=True, extra="ignore")
 
     # --- model ------------------------------------------------------------------------------------
-    weights: Path | None = Field(
-        default=Path("weights"),
-        description="checkpoint file or a folder holding one; empty folder or '': random weights (warns)",
+    weights: str | None = Field(
+        default="weights",
+        description="checkpoint file or a folder holding one, a zoo name (reid weights list) or an https "
+        "URL; empty folder or '': random weights (warns)",
+    )
+    home: Path | None = Field(
+        default=None, description="cache of downloaded weights; default $XDG_CACHE_HOME/reid or ~/.cache/reid"
+    )
+    offline: bool = Field(default=False, description="never download: zoo names and URLs from the cache only")
+    zoo_file: Path | None = Field(
+        default=None, description="JSON file of extra zoo entries (format of reid/zoo/models.json)"
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -84,7 +93,7 @@ class Settings(BaseSettings):
         description="when set, gallery writes need 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
     )
 
-    @field_validator("weights", "gallery_dir", "milvus_uri", mode="before")
+    @field_validator("weights", "home", "zoo_file", "gallery_dir", "milvus_uri", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # "" means "none" (random weights, no gallery, no Milvus) rather than the current folder.
@@ -123,6 +132,9 @@ class Settings(BaseSettings):
             flip=self.flip,
             max_batch_size=self.max_batch_size,
         )
+
+    def zoo_options(self) -> ZooOptions:
+        return ZooOptions(home=self.home, offline=self.offline, zoo_file=self.zoo_file)
 
     def warmup_batch_sizes(self) -> tuple[int, ...]:
         """One forward per shape a batch can take at the extremes (a single image, a full batch)."""

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "bench",
     "synth",
+    "weights",
 )
 
 
