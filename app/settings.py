@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -98,6 +99,12 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         # "" means "none" (random weights, no gallery, no Milvus) rather than the current folder.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _path_is_text(cls, value: object) -> object:
+        # A str rather than a Path, so that URLs keep their "//"; a Path given in code still works.
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -22,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ANY_HASH = Expected()
 
 
-def _ensure(
-    server: LoopbackServer, path: Path, expected: Expected = ANY_HASH, offline: bool = False
-) -> str:
+def _ensure(server: LoopbackServer, path: Path, expected: Expected = ANY_HASH, offline: bool = False) -> str:
     with folder_lock(path.parent, "w"):
         return ensure_file(
             server.url("w.bin"), path, expected=expected, offline=offline, what="test/w", progress=False
