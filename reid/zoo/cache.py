@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid.errors import ConfigError, HashMismatch, OfflineMissing
-from reid.zoo.download import download
+from reid.zoo.download import TEMP_PREFIX, download
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,9 @@ def ensure_file(
             f"{what} is not in the weights cache ({path}) and REID_OFFLINE is set: pull it where the "
             f"network is reachable (`reid weights pull {what}`) or unset REID_OFFLINE"
         )
+    for stale in path.parent.glob(f"{TEMP_PREFIX}*"):
+        # Left by a process killed mid-download; the lock we hold means no one is writing it now.
+        stale.unlink(missing_ok=True)
     logger.info("downloading %s from %s", what, url)
     done = download(url, path.parent, label=path.name, progress=progress)
     try:

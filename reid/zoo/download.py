@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
 _CHUNK = 1 << 20
 USER_AGENT = "reid-weights"
+TEMP_PREFIX = ".download."
 
 
 def is_loopback(host: str) -> bool:
@@ -80,7 +81,7 @@ def download(url: str, folder: Path, *, label: str, progress: bool = True) -> Do
     check_url(url)
     opener = urllib.request.build_opener(_CheckedRedirects)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".download.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=".part")
     path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out, opener.open(request, timeout=TIMEOUT_S) as response:

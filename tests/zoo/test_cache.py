@@ -40,6 +40,17 @@ def test_first_download_is_placed_and_recorded(server: LoopbackServer, tmp_path:
     assert server.requests("w.bin") == 1
 
 
+def test_a_download_killed_midway_leaves_nothing_behind_for_long(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.files["w.bin"] = DATA
+    path = tmp_path / "cache" / "w.bin"
+    path.parent.mkdir(parents=True)
+    (path.parent / ".download.abc123.part").write_bytes(DATA[:10])
+    _ensure(server, path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", "w.bin", "w.bin.sha256"]
+
+
 def test_published_hash_and_prefix_are_checked_before_placing(server: LoopbackServer, tmp_path: Path) -> None:
     server.files["w.bin"] = DATA
     path = tmp_path / "cache" / "w.bin"
