@@ -118,6 +118,32 @@ def test_names_and_urls_are_fetched_once_and_then_served_from_the_cache(
     assert (manifest.zoo, manifest.preprocess.height) == ("", 384)  # inferred: SBS-like keys
 
 
+def test_the_zoo_neck_feature_wins_over_inference(
+    server: LoopbackServer, tmp_path: Path, isolated_cache: Path
+) -> None:
+    options = ZooOptions(home=isolated_cache, zoo_file=_zoo(server, tmp_path, neck_feat="before"))
+    path = resolve_weights("test/agw_tiny", options, progress=False).path
+    loaded = load_checkpoint(path)
+    assert (loaded.config.neck_feat, loaded.config.bnneck) == ("before", True)
+    x = torch.rand(2, 3, 64, 32)
+    with torch.inference_mode():
+        pooled = loaded.model.head.pool(loaded.model.backbone.forward_features(x)).flatten(1)
+        assert torch.allclose(loaded.model(x), pooled)
+
+
+def test_a_complete_cache_entry_is_read_without_writing(
+    server: LoopbackServer, tmp_path: Path, isolated_cache: Path
+) -> None:
+    # A volume pre-pulled into an image may be read-only: loading it takes no lock and writes nothing.
+    options = ZooOptions(home=isolated_cache, zoo_file=_zoo(server, tmp_path), offline=True)
+    resolve_weights("test/sbs_tiny", dataclasses.replace(options, offline=False), progress=False)
+    folder = entry_dir(isolated_cache, "test/sbs_tiny")
+    (folder / ".lock").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    resolve_weights("test/sbs_tiny", options)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
 def test_offline_with_and_without_a_cached_entry(
     server: LoopbackServer, tmp_path: Path, isolated_cache: Path
 ) -> None:
