@@ -86,8 +86,14 @@ class ZooEntry:
         """``"rank1 94.4, mAP 86.1, mINP 59.4 (Market-1501)"``, or ``"-"`` when none are published."""
         if not self.metrics:
             return "-"
-        figures = ", ".join(f"{key} {value:g}" for key, value in self.metrics)
+        figures = ", ".join(f"{key} {_percent(value)}" for key, value in self.metrics)
         return f"{figures} ({self.dataset})" if self.dataset else figures
+
+
+def _percent(value: float) -> str:
+    """As published: ``50.0``, ``94.4``, ``22.54``."""
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def url_file_name(url: str) -> str:

@@ -49,6 +49,10 @@ def test_published_figures_are_recorded() -> None:
         zoo["fastreid/market_agw_R50-ibn"].metrics_text() == "rank1 95.1, mAP 88.7, mINP 67.1 (Market-1501)"
     )
     assert zoo["ibn-net/resnet50_ibn_b"].metrics_text() == "-"
+    assert (
+        zoo["fastreid/duke_agw_R101-ibn"].metrics_text() == "rank1 91.7, mAP 82.3, mINP 50.0 (DukeMTMC-reID)"
+    )
+    assert zoo["ibn-net/resnet50_ibn_a"].metrics_text() == "top1_err 22.54, top5_err 6.32 (ImageNet val)"
 
 
 def test_ibn_net_entries_check_the_hash_prefix_of_their_file_name() -> None:
