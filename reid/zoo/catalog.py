@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import unquote, urlsplit
 
+from reid.checkpoints.sources import SOURCES
 from reid.errors import ConfigError, UnknownWeights
+from reid.models import list_models
 from reid.models.config import NeckFeat, ReIDConfig, StemPool
 
 ZOO_FORMAT_VERSION = 1
@@ -59,6 +61,12 @@ class ZooEntry:
             raise ConfigError(f"zoo name {self.name!r} must be 'namespace/name' (letters, digits, ._-)")
         if urlsplit(self.url).scheme not in ("https", "http"):
             raise ConfigError(f"zoo entry {self.name}: url must be http(s), got {self.url!r}")
+        if self.source not in SOURCES:
+            raise ConfigError(f"zoo entry {self.name}: source must be one of {', '.join(SOURCES)}")
+        if self.architecture not in (*list_models(), "custom"):
+            raise ConfigError(
+                f"zoo entry {self.name}: architecture {self.architecture!r} is not a reid preset"
+            )
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ConfigError(f"zoo entry {self.name}: input_size must be [height, width]")
         if self.neck_feat is not None and self.neck_feat not in get_args(NeckFeat):

@@ -79,7 +79,9 @@ class Downloaded:
 def download(url: str, folder: Path, *, label: str, progress: bool = True) -> Downloaded:
     """GET ``url`` into a new temporary file in ``folder``, fsynced; raises :class:`DownloadError`."""
     check_url(url)
-    opener = urllib.request.build_opener(_CheckedRedirects)
+    # A loopback URL never goes through a proxy from the environment.
+    direct = [urllib.request.ProxyHandler({})] if is_loopback(urlsplit(url).hostname or "") else []
+    opener = urllib.request.build_opener(_CheckedRedirects, *direct)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=".part")
     path = Path(tmp)

@@ -97,22 +97,65 @@ def test_a_zoo_file_adds_and_overrides_entries(tmp_path: Path) -> None:
     ("models", "message"),
     [
         (
-            {"noslash": {"url": "https://x/a", "source": "reid", "architecture": "a", "input_size": [1, 1]}},
+            {
+                "noslash": {
+                    "url": "https://x/a",
+                    "source": "reid",
+                    "architecture": "resnet18",
+                    "input_size": [1, 1],
+                }
+            },
             "namespace/name",
         ),
         (
-            {"a/../b": {"url": "https://x/a", "source": "reid", "architecture": "a", "input_size": [1, 1]}},
+            {
+                "a/../b": {
+                    "url": "https://x/a",
+                    "source": "reid",
+                    "architecture": "resnet18",
+                    "input_size": [1, 1],
+                }
+            },
             "namespace/name",
         ),
         ({"a/b": {"family": "nope"}}, "unknown family"),
-        ({"a/b": {"family": "tiny-sbs", "url": "https://x/a", "architecture": "a", "colour": 1}}, "colour"),
         (
-            {"a/b": {"family": "tiny-sbs", "url": "https://x/a", "architecture": "a", "sha256": "abc"}},
+            {
+                "a/b": {
+                    "url": "https://x/a",
+                    "source": "caffe",
+                    "architecture": "resnet18",
+                    "input_size": [1, 1],
+                }
+            },
+            "source",
+        ),
+        ({"a/b": {"family": "tiny-sbs", "url": "https://x/a", "architecture": "resnest50"}}, "resnest50"),
+        (
+            {"a/b": {"family": "tiny-sbs", "url": "https://x/a", "architecture": "resnet18", "colour": 1}},
+            "colour",
+        ),
+        (
+            {
+                "a/b": {
+                    "family": "tiny-sbs",
+                    "url": "https://x/a",
+                    "architecture": "resnet18",
+                    "sha256": "abc",
+                }
+            },
             "sha256",
         ),
-        ({"a/b": {"family": "tiny-sbs", "url": "ftp://x/a", "architecture": "a"}}, "http"),
+        ({"a/b": {"family": "tiny-sbs", "url": "ftp://x/a", "architecture": "resnet18"}}, "http"),
         (
-            {"a/b": {"family": "tiny-sbs", "url": "https://x/a", "architecture": "a", "neck_feat": "x"}},
+            {
+                "a/b": {
+                    "family": "tiny-sbs",
+                    "url": "https://x/a",
+                    "architecture": "resnet18",
+                    "neck_feat": "x",
+                }
+            },
             "neck_feat",
         ),
     ],

@@ -90,3 +90,14 @@ def test_http_errors_and_unreachable_servers_are_download_errors(
     with pytest.raises(DownloadError, match="REID_OFFLINE"):
         download("http://127.0.0.1:9/w.bin", folder, label="w", progress=False)  # discard port: refused
     assert list(folder.iterdir()) == []
+
+
+def test_loopback_downloads_bypass_a_proxy_from_the_environment(
+    server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    server.files["w.bin"] = DATA
+    assert download(server.url("w.bin"), _folder(tmp_path), label="w", progress=False).size == len(DATA)
