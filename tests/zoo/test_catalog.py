@@ -3,16 +3,20 @@ validated and extend it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
+from reid.checkpoints import infer_config, remap
 from reid.errors import ConfigError, UnknownWeights
-from reid.models import list_models
+from reid.models import ReIDModel, list_models, reid_config
 from reid.zoo.catalog import builtin_zoo, get_entry, load_zoo, url_file_name
-from tests.zoo.helpers import write_zoo
+from tests.checkpoints.helpers import rename
+from tests.zoo.helpers import FASTREID_RENAMES, write_zoo
 
 FASTREID = re.compile(
     r"https://github\.com/JDAI-CV/fast-reid/releases/download/v0\.1\.1/"
@@ -188,3 +192,26 @@ def test_unknown_names_get_suggestions() -> None:
 )
 def test_cache_file_names_come_from_the_url_path(url: str, name: str) -> None:
     assert url_file_name(url) == name
+
+
+# fast-reid v0.1.1's build_resnet_backbone: non-local units per stage with WITH_NL.
+NON_LOCAL = {"resnet50": (0, 2, 3, 0), "resnet50_ibn_a": (0, 2, 3, 0), "resnet101_ibn_a": (0, 2, 9, 0)}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in builtin_zoo() if n.startswith("fastreid/market_")))
+def test_the_listed_architecture_is_what_the_loader_reads_from_such_a_file(name: str) -> None:
+    # The recipe's model in fast-reid's 2020 key layout (built on the meta device: only names and shapes).
+    entry = builtin_zoo()[name]
+    recipe = name.split("_")[1]
+    cfg = reid_config(
+        entry.architecture,
+        backbone_overrides={"non_local": NON_LOCAL[entry.architecture] if recipe != "bot" else (0, 0, 0, 0)},
+        pooling="avg" if recipe == "bot" else "gem",
+    )
+    with torch.device("meta"):
+        state = ReIDModel(cfg).state_dict()
+    state = rename(state, FASTREID_RENAMES)
+    inferred = infer_config(remap(state, entry.source).state_dict, entry.source)
+    assert inferred.backbone_name == entry.architecture
+    config = entry.apply(inferred)
+    assert config == dataclasses.replace(cfg, backbone=cfg.backbone.replace(stem_pool="pad"))
