@@ -134,6 +134,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def offline_missing(path: Path, what: str) -> OfflineMissing:
+    return OfflineMissing(
+        f"{what} is not in the weights cache ({path}) and REID_OFFLINE is set: pull it where the "
+        f"network is reachable (`reid weights pull {what}`) or unset REID_OFFLINE"
+    )
+
+
 def ensure_file(
     url: str,
     path: Path,
@@ -156,10 +163,7 @@ def ensure_file(
             _write_record(path, actual)
         return actual
     if offline:
-        raise OfflineMissing(
-            f"{what} is not in the weights cache ({path}) and REID_OFFLINE is set: pull it where the "
-            f"network is reachable (`reid weights pull {what}`) or unset REID_OFFLINE"
-        )
+        raise offline_missing(path, what)
     for stale in path.parent.glob(f"{TEMP_PREFIX}*"):
         # Left by a process killed mid-download; the lock we hold means no one is writing it now.
         stale.unlink(missing_ok=True)

@@ -17,7 +17,16 @@ from typing import Any
 
 from reid.checkpoints import Manifest, load_checkpoint, model_fingerprint, read_manifest, write_manifest
 from reid.errors import CheckpointError
-from reid.zoo.cache import Expected, ensure_file, entry_dir, folder_lock, read_record, sha256_of, url_dir
+from reid.zoo.cache import (
+    Expected,
+    ensure_file,
+    entry_dir,
+    folder_lock,
+    offline_missing,
+    read_record,
+    sha256_of,
+    url_dir,
+)
 from reid.zoo.catalog import ZooEntry, entry_for_url, get_entry, load_zoo, looks_like_name, url_file_name
 from reid.zoo.download import check_url
 from reid.zoo.options import ZooOptions
@@ -100,6 +109,8 @@ def _fetch(
     what = entry.name if entry is not None else url
     expected = Expected(entry.sha256, entry.sha256_prefix) if entry is not None else Expected()
     sha256 = _cached(path, entry, url, expected, what)
+    if sha256 is None and options.offline and not path.is_file():
+        raise offline_missing(path, what)  # before the lock, which would create the folder
     if sha256 is None:
         # Something to write (the file, its record or its manifest): one process at a time.
         with folder_lock(path.parent, what):

@@ -152,6 +152,7 @@ def test_offline_with_and_without_a_cached_entry(
     with pytest.raises(OfflineMissing, match="test/sbs_tiny is not in the weights cache"):
         resolve_weights("test/sbs_tiny", offline)
     assert server.requests("model.pth") == 0
+    assert not isolated_cache.exists()  # a read-only or absent cache gets the same clear error
     resolve_weights("test/sbs_tiny", ZooOptions(home=isolated_cache, zoo_file=zoo_file), progress=False)
     extractor = _load("test/sbs_tiny", offline)
     try:
