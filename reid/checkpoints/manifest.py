@@ -27,7 +27,9 @@ MANIFEST_FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _FIELD_TYPES: dict[str, type] = {
-    **dict.fromkeys(("source", "weights_file", "sha256", "fingerprint", "created_at", "notes"), str),
+    **dict.fromkeys(
+        ("source", "weights_file", "sha256", "fingerprint", "created_at", "notes", "zoo", "url"), str
+    ),
     **dict.fromkeys(("embedding_dim", "format_version"), int),
     "model": ReIDConfig,
     "preprocess": PreprocessConfig,
@@ -41,7 +43,8 @@ def _utc_now() -> str:
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """``source`` is the key layout of the described file (``"reid"`` for converted files); the original
-    framework of a converted file is told in ``notes``."""
+    framework of a converted file is told in ``notes``. ``zoo`` and ``url`` say where a downloaded file
+    came from (empty for local files)."""
 
     model: ReIDConfig
     preprocess: PreprocessConfig
@@ -52,6 +55,8 @@ class Manifest:
     fingerprint: str
     created_at: str = field(default_factory=_utc_now)
     notes: str = ""
+    zoo: str = ""
+    url: str = ""
     format_version: int = MANIFEST_FORMAT_VERSION
 
     def __post_init__(self) -> None:

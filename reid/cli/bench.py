@@ -27,7 +27,8 @@ def _names(text: str) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_BACKBONE, help=f"backbone preset (default {DEFAULT_BACKBONE})")
     p.add_argument(
-        "--weights", type=Path, help="checkpoint to load (its own architecture: --preset is ignored)"
+        "--weights",
+        help="checkpoint, zoo name or https URL to load (its own architecture: --preset is ignored)",
     )
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)

@@ -12,7 +12,10 @@ from reid.gallery import BACKENDS, GallerySpec
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--weights", default=None, help="checkpoint file or folder (default: ./weights/ when it exists)"
+        "--weights",
+        default=None,
+        help="checkpoint file or folder, zoo name (reid weights list) or https URL "
+        "(default: ./weights/ when it exists)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -34,7 +37,8 @@ def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
 
 
 def weights_from_args(args: argparse.Namespace) -> str | None:
-    """``--weights``, else ``./weights/`` when it exists, else ``None`` (random weights)."""
+    """``--weights`` (a path, zoo name or URL), else ``./weights/`` when it exists, else ``None`` (random
+    weights)."""
     if args.weights is not None:
         return str(args.weights)
     default = default_weights()

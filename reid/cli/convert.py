@@ -7,6 +7,7 @@ from typing import Any
 
 from reid.checkpoints import SOURCES, export_safetensors, load_checkpoint
 from reid.errors import ConfigError
+from reid.zoo.resolve import resolve_weights
 
 
 def register(sub: Any) -> None:
@@ -14,7 +15,7 @@ def register(sub: Any) -> None:
         "convert",
         help="convert a fast-reid / strong-baseline / torchreid / IBN-Net / torchvision file to .safetensors",
     )
-    p.add_argument("input", help="checkpoint file (.safetensors, .pth, .pt, .tar)")
+    p.add_argument("input", help="checkpoint file (.safetensors, .pth, .pt, .tar), zoo name or https URL")
     p.add_argument(
         "output", help="destination .safetensors; its manifest is written beside it as <name>.json"
     )
@@ -31,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.height is None) != (args.width is None):
         raise ConfigError("give --height and --width together")
     size = (args.height, args.width) if args.height is not None else None
-    loaded = load_checkpoint(args.input, source=args.source, last_stride=args.last_stride, input_size=size)
+    loaded = load_checkpoint(
+        resolve_weights(args.input).path, source=args.source, last_stride=args.last_stride, input_size=size
+    )
     manifest = export_safetensors(loaded, args.output)
     print(
         f"{args.input} ({loaded.source}) -> {args.output}: {manifest.model.backbone_name}, "

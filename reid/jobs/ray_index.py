@@ -37,6 +37,7 @@ from reid.gallery import GallerySpec
 from reid.jobs.index import DEFAULT_CHUNK_SIZE, IndexSummary, open_index_run
 from reid.jobs.pipeline import ChunkResult, Failure, prepare_chunk
 from reid.preprocess import PreprocessConfig, Preprocessor
+from reid.zoo.resolve import resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,8 @@ def index_source_ray(
 ) -> IndexSummary:
     """Embed ``source`` into ``gallery`` like :func:`reid.jobs.index_source`, with Ray doing the work.
 
-    ``weights`` (a checkpoint file or a folder holding one; ``None``: random weights, for demos) and
+    ``weights`` (a checkpoint file or a folder holding one, a zoo name or URL, downloaded on the driver;
+    ``None``: random weights, for demos) and
     ``options`` are what every replica loads; the path must be readable on every Ray node, like the
     images. ``replicas``, ``gpus_per_replica`` and ``cpus_per_replica`` size the model actor pool (see
     :func:`plan_replicas`). ``address``: the Ray cluster to join when this process has not joined one
@@ -289,7 +291,8 @@ def index_source_ray(
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     ray = import_ray()
     options = options or EngineOptions()
-    checkpoint = find_checkpoint(weights) if weights is not None else None
+    # A zoo name or URL is downloaded here once; replicas read the cached file.
+    checkpoint = find_checkpoint(resolve_weights(weights).path) if weights is not None else None
     # Absolute, so that workers resolve it whatever their working directory.
     weights_path = str(checkpoint.resolve()) if checkpoint is not None else None
     model = describe_model(weights_path, options)

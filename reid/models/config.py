@@ -55,7 +55,7 @@ class ResNetConfig:
     # 2020-09 and 2020-12 when it used C/2 ("half"); checkpoints carry the shape, so it is configurable.
     non_local_width: NonLocalWidth = "one"
     # Stem max-pool: "pad" = 3×3/2 padding 1 (torchvision); "ceil" = padding 0, ceil_mode (fast-reid since
-    # 2020-08): same output size, different values at the border.
+    # 2020-11): same output size, different values at the border.
     stem_pool: StemPool = "pad"
     # reid-strong-baseline's plain ResNet omits the ReLU after the stem BN; its checkpoints need that too.
     stem_relu: bool = True

@@ -28,7 +28,7 @@ def test_blank_weights_means_random_weights(monkeypatch):
     monkeypatch.setenv("REID_WEIGHTS", " ")
     assert Settings().weights is None
     monkeypatch.delenv("REID_WEIGHTS")
-    assert Settings().weights == Path("weights")
+    assert Settings().weights == "weights"
 
 
 @pytest.mark.parametrize(
@@ -74,14 +74,14 @@ def test_milvus_settings_are_checked_up_front(overrides, message):
 def test_weights_default_to_the_weights_folder_only_when_it_exists(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REID_WEIGHTS", raising=False)
-    assert Settings().weights_path() is None  # random weights, as every CLI command does
+    assert Settings().weights_source() is None  # random weights, as every CLI command does
     (tmp_path / "weights").mkdir()
-    assert Settings().weights_path() == Path("weights")
+    assert Settings().weights_source() == "weights"
 
 
 def test_explicit_weights_are_loaded_even_when_missing(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REID_WEIGHTS", "weights")
-    assert Settings().weights_path() == Path("weights")  # the loader then says it does not exist
+    assert Settings().weights_source() == "weights"  # the loader then says it does not exist
     monkeypatch.setenv("REID_WEIGHTS", "")
-    assert Settings().weights_path() is None
+    assert Settings().weights_source() is None

@@ -19,6 +19,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
+COMPOSE_ZOO = ROOT / "docker-compose.zoo.yml"
 CHECK_SCRIPT = ROOT / "deploy" / "check.sh"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import CHECK_SCRIPT, COMPOSE, COMPOSE_CPU, DOCKERFILE
+from tests.deploy.files import CHECK_SCRIPT, COMPOSE, COMPOSE_CPU, COMPOSE_ZOO, DOCKERFILE
 
 
 def run_check(root: Path) -> subprocess.CompletedProcess[str]:
@@ -22,7 +22,7 @@ def run_check(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def copy_of_the_files(tmp_path: Path) -> Path:
-    for path in (DOCKERFILE, COMPOSE, COMPOSE_CPU):
+    for path in (DOCKERFILE, COMPOSE, COMPOSE_CPU, COMPOSE_ZOO):
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "deploy").mkdir()
     shutil.copy(CHECK_SCRIPT, tmp_path / "deploy" / "check.sh")
@@ -40,8 +40,9 @@ def test_repository_files_pass(tmp_path: Path) -> None:
     [
         ("Dockerfile", "WORKDIR /src", "RUN cd /src", "DL3003"),
         ("docker-compose.yml", "restart: unless-stopped", "restart: unless-stopped\n    gpus_: all", "gpus_"),
+        ("docker-compose.zoo.yml", 'restart: "no"', 'restart: "no"\n    gpus_: all', "gpus_"),
     ],
-    ids=["hadolint", "compose-schema"],
+    ids=["hadolint", "compose-schema", "zoo-schema"],
 )
 def test_broken_files_fail(tmp_path: Path, name: str, old: str, new: str, message: str) -> None:
     root = copy_of_the_files(tmp_path)

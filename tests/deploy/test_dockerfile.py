@@ -20,6 +20,7 @@ from tests.deploy.files import (
     COMPOSE,
     DOCKERIGNORE,
     ROOT,
+    compose_default,
     dockerfile_instructions,
     exec_form,
     instruction_arguments,
@@ -38,11 +39,12 @@ def build_arg_default(name: str) -> str:
 
 
 def image_env() -> dict[str, str]:
+    """The image's environment when built without arguments (``${ARG:-default}`` is ``default``)."""
     env: dict[str, str] = {}
     for arguments in instruction_arguments("ENV"):
         for pair in arguments.split():
             key, _, value = pair.partition("=")
-            env[key] = value
+            env[key] = compose_default(value) if key.startswith(ENV_PREFIX) else value
     return env
 
 
@@ -177,3 +179,22 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
     with serving(200) as port:
         pass
     assert probe(port) != 0
+
+
+def test_a_weights_build_argument_pulls_a_zoo_model_and_serves_it() -> None:
+    assert build_arg_default("WEIGHTS") == ""
+    (env,) = [arguments for arguments in instruction_arguments("ENV") if "REID_WEIGHTS=" in arguments]
+    assert "REID_WEIGHTS=${WEIGHTS:-/weights}" in env.split()
+    assert image_env()["REID_HOME"] == "/cache"
+    (pull,) = [run for run in instruction_arguments("RUN") if "weights pull" in run]
+    command = pull.split("then ", 1)[1].split(";", 1)[0].replace('"', "").split()
+    args = build_parser().parse_args(command[1:])
+    assert (command[0], args.command, args.action, args.weights) == ("reid", "weights", "pull", "${WEIGHTS}")
+    # Pulled as the service's user, into a folder it owns, after the environment that names the cache.
+    instructions = dockerfile_instructions()
+    order = [
+        i for i, (name, arguments) in enumerate(instructions) if name == "USER" or "weights pull" in arguments
+    ]
+    assert instructions[order[0]][0] == "USER"
+    (useradd,) = [run for run in instruction_arguments("RUN") if "useradd" in run]
+    assert "chown reid:reid /gallery /cache" in useradd
