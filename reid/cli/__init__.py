@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "bench",
     "synth",
+    "train",
 )
 PLUGIN_GROUP = "reid.commands"
 
