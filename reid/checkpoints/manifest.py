@@ -42,9 +42,9 @@ def _utc_now() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
-    """``source`` is the key layout of the described file (``"reid"`` for converted files); the original
-    framework of a converted file is told in ``notes``. ``zoo`` and ``url`` say where a downloaded file
-    came from (empty for local files)."""
+    """``source`` is the key layout of the described file (``"reid"`` for converted and trained files); the
+    original framework of a converted file is told in ``notes``. ``zoo`` and ``url`` say where a downloaded
+    file came from (empty for local files); ``training`` how ``reid train`` made it."""
 
     model: ReIDConfig
     preprocess: PreprocessConfig
@@ -58,8 +58,12 @@ class Manifest:
     zoo: str = ""
     url: str = ""
     format_version: int = MANIFEST_FORMAT_VERSION
+    # reid train's record: config and its hash, epochs, evaluation (None for other files).
+    training: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.training is not None and not isinstance(self.training, dict):
+            raise CheckpointError(f"manifest field training must be a table, got {self.training!r}")
         for name, kind in _FIELD_TYPES.items():
             value = getattr(self, name)
             if not isinstance(value, kind) or isinstance(value, bool):

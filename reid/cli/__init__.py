@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "synth",
     "weights",
+    "train",
 )
 PLUGIN_GROUP = "reid.commands"
 
