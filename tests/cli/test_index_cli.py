@@ -89,6 +89,27 @@ def test_index_then_search(cli, weights, market_dir, tmp_path, capsys):
     assert frames == [visualize.MATCH_COLOUR if p == 1 else visualize.MISMATCH_COLOUR for p in persons]
 
 
+def test_search_reranks_each_query_on_its_own(cli, weights, market_dir, tmp_path, capsys):
+    gallery = tmp_path / "g"
+    assert cli("index", market_dir / "bounding_box_test", "--gallery", gallery, *_engine(weights)) == 0
+    queries = sorted((market_dir / "query").glob("*.jpg"))
+    capsys.readouterr()
+
+    def search(*images):
+        assert (
+            cli("search", *images, "--gallery", gallery, "-k", "5", "--rerank", "--json", *_engine(weights))
+            == 0
+        )
+        return {result["query"]: result["hits"] for result in json.loads(capsys.readouterr().out)}
+
+    alone = search(queries[0])[str(queries[0])]
+    together = search(*queries)[str(queries[0])]
+    assert len(queries) > 1
+    assert [h["id"] for h in together] == [h["id"] for h in alone]
+    # Equal up to float noise: the query embeddings come from batches of different sizes.
+    assert [h["score"] for h in together] == pytest.approx([h["score"] for h in alone], abs=1e-4)
+
+
 def test_index_kind_and_failure_log_of_a_new_milvus_gallery(cli, weights, market_dir, tmp_path, capsys):
     pytest.importorskip("pymilvus")
     source = tmp_path / "source"

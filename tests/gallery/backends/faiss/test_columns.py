@@ -1,8 +1,8 @@
 import numpy as np
 
 from reid.gallery import Filters
-from reid.gallery.filtering import FilterColumns
-from reid.gallery.metadata import FilterColumnsData
+from reid.gallery.backends.faiss.columns import FilterColumns
+from reid.gallery.backends.faiss.metadata import FilterColumnsData
 
 NAN = np.nan
 

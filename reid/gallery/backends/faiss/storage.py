@@ -14,46 +14,40 @@ unreadable snapshot rebuilds the index from the database (retraining on the firs
 vectors). So a crash at any point loses nothing that was acknowledged, and the index always ends up
 with exactly the database's items.
 
-Snapshots are taken on :meth:`FaissGallery.save`, on close, and automatically once the writes since
+Snapshots are taken on :meth:`FaissStorage.save`, on close, and automatically once the writes since
 the last one reach ``max(10 000, 25 % of the gallery)``: snapshot I/O stays proportional to the writes
 and a reopen never replays more than about a quarter of the gallery.
 
-Concurrency: searches run in parallel under a readers-writer lock, writes one at a time.
-``upsert`` gives replaced items a new id (ids are never reused, which keeps replay exact and works for
-index kinds that cannot remove vectors in place).
+Concurrency: searches run in parallel under a readers-writer lock (:meth:`FaissStorage.reading`),
+writes one at a time (:meth:`FaissStorage.writing`). An upsert gives replaced items a new id (ids are
+never reused, which keeps replay exact and works for index kinds that cannot remove vectors in place).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
-from reid.errors import ConfigError, GalleryError, ModelMismatch
-from reid.gallery.filtering import FilterColumns
-from reid.gallery.index import SearchTuning, VectorIndex, build_index
-from reid.gallery.metadata import FilterColumnsData, GalleryMeta, ItemRow, MetadataDB
-from reid.gallery.ranking import best_first
-from reid.gallery.rerank import RerankConfig, rerank_candidates
-from reid.gallery.rwlock import ReadWriteLock
-from reid.gallery.snapshot import read_snapshot, write_snapshot
-from reid.gallery.store import Filters, GalleryItem, GalleryRecord, GalleryStats, Hit, group_queries
-from reid.gallery.vectors import (
-    as_unit_matrix,
-    check_fingerprint,
-    check_k,
-    export_dir,
-    item_matrix,
-    require_keys,
-)
+from reid.errors import ConfigError, GalleryError
+from reid.gallery.backends.faiss.columns import FilterColumns
+from reid.gallery.backends.faiss.index import VectorIndex, build_index
+from reid.gallery.backends.faiss.metadata import FilterColumnsData, GalleryMeta, MetadataDB
+from reid.gallery.backends.faiss.params import FaissSearchParams
+from reid.gallery.backends.faiss.rwlock import ReadWriteLock
+from reid.gallery.backends.faiss.snapshot import read_snapshot, write_snapshot
+from reid.gallery.filters import Filters
+from reid.gallery.items import ItemValues
+from reid.gallery.storage import SearchParams
+from reid.gallery.vectors import as_unit_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -77,33 +71,28 @@ def _lock_directory(path: Path, *, shared: bool) -> int:
     return fd
 
 
-def _columns_of(ids: Sequence[int], items: Sequence[GalleryItem]) -> FilterColumnsData:
-    def column(values: Iterable[float | None]) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+def _columns_of(ids: Sequence[int], rows: Sequence[ItemValues]) -> FilterColumnsData:
+    def column(name: str) -> np.ndarray:
+        return np.array([np.nan if row[name] is None else row[name] for row in rows], dtype=np.float64)
 
     return FilterColumnsData(
         ids=np.asarray(ids, dtype=np.int64),
-        person_ids=column(item.person_id for item in items),
-        camera_ids=column(item.camera_id for item in items),
-        timestamps=column(item.timestamp for item in items),
+        person_ids=column("person_id"),
+        camera_ids=column("camera_id"),
+        timestamps=column("timestamp"),
     )
 
 
-def _hit(row: ItemRow, score: float) -> Hit:
-    return Hit(
-        id=row.id,
-        score=score,
-        key=row.key,
-        person_id=row.person_id,
-        camera_id=row.camera_id,
-        source=row.source,
-        timestamp=row.timestamp,
-        metadata=row.metadata,
+class FaissStorage:
+    """FAISS + SQLite :class:`~reid.gallery.storage.Storage`; open it through ``open_gallery``."""
+
+    backend: ClassVar[str] = "faiss"
+    options: ClassVar[frozenset[str]] = frozenset(
+        {"train_size", "nprobe", "ef_search", "use_gpu", "read_only", "autosave"}
     )
-
-
-class FaissGallery:
-    """The FAISS + SQLite :class:`reid.gallery.GalleryStore`. Use :meth:`open` (or ``open_gallery``)."""
+    search_params: ClassVar[type[SearchParams] | None] = FaissSearchParams
+    text_limits: ClassVar[Mapping[str, int]] = {}
+    max_k: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -117,7 +106,7 @@ class FaissGallery:
         autosave: bool,
         snapshot_seq: int | None,
         unsaved: int,
-        tuning: SearchTuning,
+        defaults: FaissSearchParams,
     ) -> None:
         self.path = path
         self.read_only = read_only
@@ -127,7 +116,7 @@ class FaissGallery:
         self._lock_fd: int | None = lock_fd
         self._autosave = autosave
         self._snapshot_seq = snapshot_seq
-        self._tuning = tuning
+        self._defaults = defaults
         self._unsaved = unsaved  # writes (items added or removed) the snapshot lacks
         self._lock = ReadWriteLock()
         self._save_lock = threading.Lock()
@@ -148,22 +137,19 @@ class FaissGallery:
         use_gpu: bool | None = None,
         read_only: bool = False,
         autosave: bool = True,
-    ) -> FaissGallery:
+    ) -> FaissStorage:
         """Open the gallery directory ``location``, creating it when missing.
 
         Creating needs ``dim``; ``index`` is a FAISS factory string (default ``"Flat"``: exact) and
         ``train_size`` how many vectors trainable kinds wait for (default: 40 per IVF list or PQ
         centroid). Both are fixed at creation: on an existing gallery they must match or be left out.
-        ``dim`` and ``fingerprint`` given for an existing gallery must match it (:class:`ModelMismatch`
-        otherwise); a gallery created without a fingerprint records the first one given while empty.
         ``nprobe``/``ef_search`` set the default query-time effort of IVF/HNSW indexes; ``use_gpu``
         ``None`` uses a GPU when FAISS sees one. ``read_only`` opens may run beside each other but not
         beside a writer.
         """
         path = Path(location)
         db_path = path / DB_FILE
-        tuning = SearchTuning(nprobe=nprobe, ef_search=ef_search)
-        _check_tuning(tuning)
+        defaults = FaissSearchParams(nprobe=nprobe, ef_search=ef_search)
         creating = not db_path.exists()
         if creating:
             if read_only or dim is None:
@@ -180,7 +166,7 @@ class FaissGallery:
         try:
             create = GalleryMeta(dim, fingerprint, index or DEFAULT_INDEX, train_size) if dim else None
             db = MetadataDB(db_path, create=create, read_only=read_only)
-            _check_identity(db, dim=dim, fingerprint=fingerprint, index=index, train_size=train_size)
+            _check_configuration(db, index=index, train_size=train_size)
             vindex, snapshot_seq, columns, unsaved = _load_index(path, db)
             vindex.use_gpu(use_gpu)
         except BaseException:
@@ -198,10 +184,14 @@ class FaissGallery:
             autosave=autosave,
             snapshot_seq=snapshot_seq,
             unsaved=unsaved,
-            tuning=tuning,
+            defaults=defaults,
         )
 
     # --- identity -------------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"gallery {self.path}"
 
     @property
     def dim(self) -> int:
@@ -216,7 +206,14 @@ class FaissGallery:
         """The FAISS factory string (``Flat``, ``IVF4096,Flat``, ...)."""
         return self._db.meta.index
 
-    # --- writes ---------------------------------------------------------------------------------------
+    @property
+    def writable(self) -> bool:
+        return not self.read_only
+
+    def record_fingerprint(self, fingerprint: str) -> None:
+        self._db.record_fingerprint(fingerprint)
+
+    # --- locking --------------------------------------------------------------------------------------
 
     def _check_open(self, *, write: bool = False) -> None:
         if self._lock_fd is None:
@@ -224,169 +221,82 @@ class FaissGallery:
         if write and self.read_only:
             raise GalleryError(f"gallery {self.path} is open read-only")
 
-    def _write(self, items: Sequence[GalleryItem], fingerprint: str | None, *, replace: bool) -> list[int]:
-        check_fingerprint(self.fingerprint, fingerprint)
-        items = list(items)
-        if not items:
-            return []
-        vectors = item_matrix(items, self.dim)
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._lock.read():
+            self._check_open()
+            yield
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """The write lock; on a clean exit, a snapshot once enough writes have piled up (autosave)."""
+        self._check_open(write=True)
         with self._lock.write():
             self._check_open(write=True)
-            ids, removed = self._db.insert(items, vectors, replace_keys=replace)
-            if removed:
-                self._index.remove(np.asarray(removed))
-                self._columns.remove(np.asarray(removed))
-            self._index.add(vectors, np.asarray(ids))
-            self._columns.put(_columns_of(ids, items))
-            self._unsaved += len(ids) + len(removed)
+            yield
         self._maybe_autosave()
+
+    # --- writes (under writing()) ---------------------------------------------------------------------
+
+    def write(self, rows: Sequence[ItemValues], vectors: np.ndarray, replaced: Sequence[int]) -> list[int]:
+        ids = self._db.insert(rows, vectors, replaced)
+        if replaced:
+            self._index.remove(np.asarray(replaced))
+            self._columns.remove(np.asarray(replaced))
+        self._index.add(vectors, np.asarray(ids))
+        self._columns.put(_columns_of(ids, rows))
+        self._unsaved += len(ids) + len(replaced)
         return ids
 
-    def add(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
-        """Store new items; returns their ids (durable on return). Existing keys raise ``GalleryError``."""
-        return self._write(items, fingerprint, replace=False)
-
-    def upsert(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
-        """Insert or replace by key (every item needs one). A replaced item gets a new id."""
-        require_keys(items)
-        return self._write(items, fingerprint, replace=True)
-
-    def delete(self, ids: Iterable[int]) -> None:
-        """Remove items by id; any unknown id raises ``NotFound`` and nothing is removed."""
-        unique = sorted({int(i) for i in ids})
-        if not unique:
-            return
-        with self._lock.write():
-            self._check_open(write=True)
-            self._db.delete(unique)
-            self._index.remove(np.asarray(unique))
-            self._columns.remove(np.asarray(unique))
-            self._unsaved += len(unique)
-        self._maybe_autosave()
+    def delete(self, ids: Sequence[int]) -> None:
+        self._db.delete(ids)
+        self._index.remove(np.asarray(ids))
+        self._columns.remove(np.asarray(ids))
+        self._unsaved += len(ids)
 
     def train(self, sample: np.ndarray) -> None:
         """Train a trainable index on ``sample`` (unit vectors) now instead of on the first
         ``train_size`` added vectors. A rebuild from the database (lost snapshot) trains on those."""
         vectors = as_unit_matrix(sample, self.dim, what="training vectors")
-        with self._lock.write():
-            self._check_open(write=True)
+        with self.writing():
             self._index.train(vectors)
             self._unsaved += 1
 
-    # --- reads ----------------------------------------------------------------------------------------
+    # --- reads (under reading()) ----------------------------------------------------------------------
 
     def count(self) -> int:
-        with self._lock.read():
-            self._check_open()
-            return self._columns.live_count
+        return self._columns.live_count
 
-    def existing_keys(self, keys: Iterable[str]) -> set[str]:
-        """The subset of ``keys`` the gallery holds (one query per chunk of keys; resumable jobs)."""
-        with self._lock.read():
-            self._check_open()
-            return self._db.existing_keys(list(keys))
+    def ids_by_key(self, keys: Sequence[str]) -> dict[str, int]:
+        return self._db.ids_by_key(keys)
 
-    def lookup(self, keys: Iterable[str]) -> list[int]:
-        """Ids of ``keys``, in order; an unknown key raises ``NotFound``."""
-        with self._lock.read():
-            self._check_open()
-            return self._db.lookup(list(keys))
+    def rows(self, ids: Iterable[int]) -> dict[int, ItemValues]:
+        return self._db.rows(ids)
 
-    def get(self, ids: Iterable[int]) -> list[GalleryRecord]:
-        """Stored items in the order asked; an unknown id raises ``NotFound``."""
-        with self._lock.read():
-            self._check_open()
-            return self._db.records([int(i) for i in ids])
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        return self._db.vectors(ids)
 
-    def search(
-        self,
-        vectors: np.ndarray,
-        k: int = 10,
-        filters: Filters | Sequence[Filters] | None = None,
-        *,
-        fingerprint: str | None = None,
-        nprobe: int | None = None,
-        ef_search: int | None = None,
-        rerank: RerankConfig | None = None,
-    ) -> list[list[Hit]]:
-        """Top-``k`` hits per query row, best first (scores within
-        :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE` tie: lower id first).
+    def all_ids(self) -> np.ndarray:
+        return self._db.all_ids()
 
-        ``filters``: one :class:`Filters` for all queries or one per query. ``nprobe``/``ef_search``
-        override the gallery's query effort for this call. ``rerank`` re-orders each query's top
-        ``rerank.top_n`` candidates by k-reciprocal distance (``Hit.score`` is then 1 - that distance).
-        """
-        check_fingerprint(self.fingerprint, fingerprint)
-        k = check_k(k)
-        tuning = SearchTuning(
-            nprobe=nprobe or self._tuning.nprobe, ef_search=ef_search or self._tuning.ef_search
-        )
-        _check_tuning(tuning)
-        queries = as_unit_matrix(vectors, self.dim, what="query vectors")
-        groups = group_queries(filters, len(queries))
-        fetch = max(k, rerank.top_n) if rerank is not None else k
-        scores = np.full((len(queries), fetch), -np.inf, dtype=np.float32)
-        ids = np.full((len(queries), fetch), -1, dtype=np.int64)
-        with self._lock.read():
-            self._check_open()
-            keeps_deleted = self._index.ntotal != self._columns.live_count
-            for group_filters, rows in groups.items():
-                allowed = self._columns.mask(group_filters, live_only=keeps_deleted)
-                scores[rows], ids[rows] = self._index.search(
-                    queries[rows], fetch, allowed=allowed, tuning=tuning
-                )
-            if rerank is not None:
-                scores = rerank_candidates(queries, ids, self._db.vectors, rerank)
-            rows_by_id = self._db.rows(ids[ids >= 0].tolist())
-        return [self._hits(scores[q], ids[q], rows_by_id, k) for q in range(len(queries))]
+    def nearest(
+        self, queries: np.ndarray, k: int, filters: Filters | None, params: SearchParams | None
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, ItemValues]]:
+        knobs = params if isinstance(params, FaissSearchParams) else FaissSearchParams()
+        keeps_deleted = self._index.ntotal != self._columns.live_count
+        allowed = self._columns.mask(filters, live_only=keeps_deleted)
+        scores, ids = self._index.search(queries, k, allowed=allowed, knobs=knobs.over(self._defaults))
+        return scores, ids, {}
 
-    def _hits(self, scores: np.ndarray, ids: np.ndarray, rows: dict[int, ItemRow], k: int) -> list[Hit]:
-        found = ids >= 0
-        scores, ids = scores[found], ids[found]
-        order = best_first(scores, ids)[:k]
-        missing = [int(i) for i in ids[order] if int(i) not in rows]
-        if missing:
-            raise GalleryError(f"index and metadata disagree: ids {missing[:10]} have no metadata row")
-        return [_hit(rows[int(ids[i])], float(scores[i])) for i in order]
-
-    def stats(self) -> GalleryStats:
-        with self._lock.read():
-            self._check_open()
-            disk = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
-            return GalleryStats(
-                count=self._columns.live_count,
-                dim=self.dim,
-                fingerprint=self.fingerprint,
-                index=self.index_kind,
-                trained=self._index.is_trained,
-                index_vectors=self._index.ntotal,
-                device=self._index.device,
-                disk_bytes=disk,
-                last_seq=self._db.last_seq,
-                snapshot_seq=self._snapshot_seq,
-            )
-
-    def export(self, out_dir: str | Path) -> Path:
-        """Write ``vectors.npy`` (float32, one row per item in id order), ``items.jsonl`` (the same order,
-        with ``row`` = the vectors row) and ``gallery.json`` under ``out_dir``; returns ``out_dir``.
-        Existing export files are not overwritten (``GalleryError``)."""
-        out = export_dir(out_dir)
-        with self._lock.read():
-            self._check_open()
-            count = self._columns.live_count
-            vectors = np.lib.format.open_memmap(
-                out / "vectors.npy", mode="w+", dtype=np.float32, shape=(count, self.dim)
-            )
-            with (out / "items.jsonl").open("w", encoding="utf-8") as f:
-                for row_number, (row, vector) in enumerate(self._db.iter_rows()):
-                    vectors[row_number] = vector
-                    record: dict[str, Any] = {"row": row_number, **vars(row)}
-                    f.write(json.dumps(record, sort_keys=True) + "\n")
-            vectors.flush()
-            del vectors
-            summary = {"dim": self.dim, "fingerprint": self.fingerprint, "index": self.index_kind}
-            (out / "gallery.json").write_text(json.dumps({**summary, "count": count}, indent=2) + "\n")
-        return out
+    def details(self) -> dict[str, Any]:
+        return {
+            "trained": self._index.is_trained,
+            "index_vectors": self._index.ntotal,
+            "device": self._index.device,
+            "disk_bytes": sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()),
+            "last_seq": self._db.last_seq,
+            "snapshot_seq": self._snapshot_seq,
+        }
 
     # --- persistence ----------------------------------------------------------------------------------
 
@@ -410,8 +320,7 @@ class FaissGallery:
     def save(self) -> None:
         """Snapshot the index now so the next open replays nothing (writes are durable without it)."""
         self._check_open(write=True)
-        with self._save_lock, self._lock.read():
-            self._check_open()
+        with self._save_lock, self.reading():
             self._write_snapshot()
 
     def _maybe_autosave(self) -> None:
@@ -439,41 +348,16 @@ class FaissGallery:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def __enter__(self) -> FaissGallery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        return f"FaissGallery({str(self.path)!r}, index={self.index_kind!r}, dim={self.dim})"
+        return f"FaissStorage({str(self.path)!r}, index={self.index_kind!r}, dim={self.dim})"
 
 
-def _check_tuning(tuning: SearchTuning) -> None:
-    for name in ("nprobe", "ef_search"):
-        value = getattr(tuning, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be positive, got {value}")
-
-
-def _check_identity(
-    db: MetadataDB, *, dim: int | None, fingerprint: str | None, index: str | None, train_size: int | None
-) -> None:
+def _check_configuration(db: MetadataDB, *, index: str | None, train_size: int | None) -> None:
     meta = db.meta
-    if dim is not None and dim != meta.dim:
-        raise ModelMismatch(f"gallery {db.path.parent} holds {meta.dim}-d embeddings, not {dim}-d")
     if index is not None and index != meta.index:
         raise GalleryError(f"gallery {db.path.parent} uses index {meta.index!r}, not {index!r}")
     if train_size is not None and train_size != meta.train_size:
         raise GalleryError(f"gallery {db.path.parent} uses train_size {meta.train_size}, not {train_size}")
-    if fingerprint is None or fingerprint == meta.fingerprint:
-        return
-    if meta.fingerprint is None and not db.read_only and db.count() == 0:
-        db.record_fingerprint(fingerprint)
-        return
-    raise ModelMismatch(
-        f"gallery {db.path.parent} was built with model {meta.fingerprint!r}, not {fingerprint!r}"
-    )
 
 
 def _load_index(path: Path, db: MetadataDB) -> tuple[VectorIndex, int | None, FilterColumnsData, int]:
