@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Json, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Json, create_model, model_validator
 
 from reid.gallery import Filters
+from reid.gallery.items import ITEM_FIELDS, KEY_FIELD, FieldSpec
 
 INT64_MAX = 2**63 - 1
 MAX_K = 1000
@@ -46,14 +47,38 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_json_safe)]
 
+# Text limits of the API (the storage backends may hold more).
+MAX_KEY_CHARS = 1024
+MAX_TEXT_CHARS = 4096
+
+
+def _api_field(spec: FieldSpec) -> tuple[Any, Any]:
+    """The pydantic type and field of one item field, from its kind."""
+    if spec.kind == "json":
+        return Metadata, Field(default_factory=dict, description=spec.description)
+    if spec.kind == "text":
+        shortest, longest = (1, MAX_KEY_CHARS) if spec.unique else (None, MAX_TEXT_CHARS)
+        text = Field(default=None, description=spec.description, min_length=shortest, max_length=longest)
+        return str | None, text
+    value = Int64 if spec.kind == "int" else FiniteFloat
+    return value | None, Field(default=None, description=spec.description)
+
+
+def _item_model(name: str, base: type[BaseModel], **leading: Any) -> type[BaseModel]:
+    """A model holding ``leading`` fields then the item fields of ``reid.gallery.items`` (declared once
+    there), to subclass."""
+    fields_: dict[str, Any] = {**leading, **{spec.name: _api_field(spec) for spec in ITEM_FIELDS}}
+    return create_model(name, __base__=base, **fields_)
+
 
 def _unique_keys(items: Sequence[ItemFields]) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
-        if item.key is not None and item.key in seen:
-            raise ValueError(f"item {i}: key {item.key!r} appears more than once")
-        if item.key is not None:
-            seen.add(item.key)
+        key = getattr(item, KEY_FIELD)
+        if key is not None and key in seen:
+            raise ValueError(f"item {i}: key {key!r} appears more than once")
+        if key is not None:
+            seen.add(key)
 
 
 class _Strict(BaseModel):
@@ -217,15 +242,11 @@ class SearchForm(SearchOptions):
     images: ImageFiles
 
 
-class SearchHit(BaseModel):
-    id: int
-    key: str | None
-    score: float = Field(description="cosine similarity, or 1 - re-ranked distance when rerank is on")
-    person_id: int | None
-    camera_id: int | None
-    source: str | None
-    timestamp: float | None
-    metadata: dict[str, Any]
+_SCORE = Field(description="cosine similarity, or 1 - re-ranked distance when rerank is on")
+
+
+class SearchHit(_item_model("SearchHitFields", BaseModel, id=(int, ...), score=(float, _SCORE))):  # type: ignore[misc]
+    """One hit: its gallery id and score, and the item's fields (``reid.gallery.items``)."""
 
 
 class QueryResult(BaseModel):
@@ -268,20 +289,8 @@ class SearchResponse(BaseModel):
 # --- /gallery ------------------------------------------------------------------------------------
 
 
-class ItemFields(_Strict):
-    key: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=1024,
-        description="your unique id; an existing key is replaced (upsert)",
-    )
-    person_id: Int64 | None = None
-    camera_id: Int64 | None = None
-    source: str | None = Field(
-        default=None, max_length=4096, description="where the crop came from (multipart: file name)"
-    )
-    timestamp: FiniteFloat | None = Field(default=None, description="POSIX seconds")
-    metadata: Metadata = Field(default_factory=dict, description="any JSON object, returned with hits")
+class ItemFields(_item_model("ItemFieldsBase", _Strict)):  # type: ignore[misc]
+    """The fields of an item to store: those of ``reid.gallery.items``, each optional."""
 
 
 class GalleryItemIn(ItemFields):
@@ -339,14 +348,9 @@ class GalleryAddResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"model": EXAMPLE_MODEL, "ids": [42, 43]}]})
 
 
-class GalleryItemOut(BaseModel):
-    id: int
-    key: str | None
-    person_id: int | None
-    camera_id: int | None
-    source: str | None
-    timestamp: float | None
-    metadata: dict[str, Any]
+class GalleryItemOut(_item_model("GalleryItemOutFields", BaseModel, id=(int, ...))):  # type: ignore[misc]
+    """A stored item: its gallery id, the item's fields and, when asked for, its embedding."""
+
     vector: list[float] | None = Field(
         default=None, description="the stored embedding, with include_vector=true"
     )

@@ -100,6 +100,12 @@ class Hit(ItemFields):
         return {"id": self.id, "score": self.score, **values, "metadata": dict(self.metadata)}
 
 
+def fields_of(source: object) -> ItemValues:
+    """The item fields ``source`` (a record, a request model) has, by name: a field added to the schema
+    flows from every source that carries it."""
+    return {name: getattr(source, name) for name in FIELD_NAMES if hasattr(source, name)}
+
+
 def _text(value: Any, name: str, key: Any) -> str:
     if not isinstance(value, str):
         raise GalleryError(f"item {key!r}: {name} must be a string, got {value!r}")
