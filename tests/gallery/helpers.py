@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 
 from reid.gallery import GalleryItem
+from reid.gallery.items import ITEM_FIELDS
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
 
 
@@ -62,3 +63,9 @@ def brute_force(gallery_vectors, gallery_ids, queries, k):
         best = [pair for group in groups for pair in sorted(group, key=lambda p: p[1])][:k]
         out.append(([item for _, item in best], np.array([score for score, _ in best], dtype=np.float32)))
     return out
+
+
+def item_fields(**given):
+    """Every item field, unknown (``None``; ``{}`` for JSON fields) unless given: what a stored item
+    reads back as, whatever fields the schema declares."""
+    return {spec.name: {} if spec.kind == "json" else None for spec in ITEM_FIELDS} | given

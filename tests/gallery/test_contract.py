@@ -18,7 +18,7 @@ from reid.gallery import (
 from reid.gallery.backends.faiss.storage import FaissStorage
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
 from reid.gallery.rerank import cosine_to_sq_euclidean
-from tests.gallery.helpers import brute_force, make_items, scoring, unit_vectors
+from tests.gallery.helpers import brute_force, item_fields, make_items, scoring, unit_vectors
 
 DIM = 16
 BACKENDS = ["faiss", "milvus"]
@@ -295,12 +295,7 @@ def test_stats_and_export(filled, tmp_path):
     assert rows[5] == {
         "row": 5,
         "id": int(ids[6]),
-        "key": "k6",
-        "person_id": 1,
-        "camera_id": None,
-        "source": "/crops/6.jpg",
-        "timestamp": 60.0,
-        "metadata": {"i": 6},
+        **item_fields(key="k6", person_id=1, source="/crops/6.jpg", timestamp=60.0, metadata={"i": 6}),
     }
     assert json.loads((out / "gallery.json").read_text())["count"] == 39
     with pytest.raises(GalleryError, match="already exists"):

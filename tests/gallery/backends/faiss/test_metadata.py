@@ -6,7 +6,7 @@ import pytest
 from reid.errors import GalleryError, NotFound
 from reid.gallery.backends.faiss.metadata import GalleryMeta, MetadataDB
 from reid.gallery.items import item_values
-from tests.gallery.helpers import make_items, unit_vectors
+from tests.gallery.helpers import item_fields, make_items, unit_vectors
 
 
 def _rows(vectors, prefix="k"):
@@ -82,14 +82,9 @@ def test_a_database_written_before_the_item_schema_reads_as_is(tmp_path, write_v
     vectors = unit_vectors(3, 8)
     write_v1_database(tmp_path / "g.sqlite", vectors)
     db = MetadataDB(tmp_path / "g.sqlite")
-    assert db.rows([2])[2] == {
-        "key": "k1",
-        "person_id": 1,
-        "camera_id": 1,
-        "source": "/crops/1.jpg",
-        "timestamp": 10.0,
-        "metadata": {"i": 1},
-    }
+    assert db.rows([2])[2] == item_fields(
+        key="k1", person_id=1, camera_id=1, source="/crops/1.jpg", timestamp=10.0, metadata={"i": 1}
+    )
     assert db.insert(_rows(vectors[:1], prefix="new"), vectors[:1], [1]) == [4]
     db.close()
 
@@ -97,7 +92,7 @@ def test_a_database_written_before_the_item_schema_reads_as_is(tmp_path, write_v
 def test_a_field_the_database_predates_is_added_on_a_writable_open(tmp_path, write_v1_database):
     vectors = unit_vectors(2, 8)
     write_v1_database(tmp_path / "g.sqlite", vectors, with_source=False)
-    with pytest.raises(GalleryError, match=r"predates the item fields \['source'\]"):
+    with pytest.raises(GalleryError, match=r"predates the item fields \['source'"):
         MetadataDB(tmp_path / "g.sqlite", read_only=True)
     db = MetadataDB(tmp_path / "g.sqlite")
     assert db.rows([1])[1]["source"] is None  # old items read the new field as unknown

@@ -13,7 +13,7 @@ from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
 from reid.gallery import FaissSearchParams, Filters, GalleryItem, open_gallery
 from reid.gallery.backends.faiss.storage import SNAPSHOT_FILE, FaissStorage
 from reid.gallery.storage import Storage
-from tests.gallery.helpers import brute_force, is_best_first, make_items, unit_vectors
+from tests.gallery.helpers import brute_force, is_best_first, item_fields, make_items, unit_vectors
 
 
 def _ids(hits):
@@ -265,12 +265,9 @@ def test_export(filled, tmp_path):
     assert lines[0] == {
         "row": 0,
         "id": int(ids[1]),
-        "key": "k1",
-        "person_id": 0,
-        "camera_id": 1,
-        "source": "/crops/1.jpg",
-        "timestamp": 10.0,
-        "metadata": {"i": 1},
+        **item_fields(
+            key="k1", person_id=0, camera_id=1, source="/crops/1.jpg", timestamp=10.0, metadata={"i": 1}
+        ),
     }
     summary = json.loads((out / "gallery.json").read_text())
     assert summary == {"dim": 16, "fingerprint": "model-a", "index": "Flat", "count": 119}
