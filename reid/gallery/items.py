@@ -44,7 +44,6 @@ class ItemFields:
     source: str | None = _field("text", "where the crop came from (a path, URL or file name)")
     timestamp: float | None = _field("float", "when the crop was taken, POSIX seconds")
     metadata: Mapping[str, Any] = _field("json", "any JSON object, returned with hits")
-    track_id: int | None = _field("int", "the track the crop belongs to, when known")
 
     def field_values(self) -> ItemValues:
         """The schema fields alone (no vector, id or score), as given."""
