@@ -98,16 +98,16 @@ class GalleryStore:
 
     @property
     def dim(self) -> int:
-        return self.storage.dim
+        return self.storage.identity.dim
 
     @property
     def fingerprint(self) -> str | None:
-        return self.storage.fingerprint
+        return self.storage.identity.fingerprint
 
     @property
     def index_kind(self) -> str:
         """The index in use, in the backend's own terms (a FAISS factory string, a Milvus index type)."""
-        return self.storage.index_kind
+        return self.storage.identity.index
 
     # --- writes ---------------------------------------------------------------------------------------
 

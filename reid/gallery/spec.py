@@ -10,6 +10,7 @@ from typing import Any
 from reid.errors import ConfigError
 from reid.gallery.backends import DEFAULT_COLLECTION, Backend, check_backend, storage_class
 from reid.gallery.core import GalleryStore
+from reid.gallery.storage import OpenRequest
 
 
 def open_gallery(
@@ -39,7 +40,7 @@ def open_gallery(
     if foreign:
         raise ConfigError(f"the {backend} backend does not take {foreign}")
     return GalleryStore(
-        storage.open(path, dim=dim, fingerprint=fingerprint, index=index, **given),
+        storage.open(OpenRequest(path, dim, fingerprint, index), **given),
         dim=dim,
         fingerprint=fingerprint,
     )

@@ -15,12 +15,37 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from reid.gallery.filters import Filters
 from reid.gallery.items import ItemValues
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a gallery holds: ``dim``-d embeddings of the model ``fingerprint`` (``None`` until one is
+    recorded), searched with ``index`` (in the backend's own terms: a FAISS factory string, a Milvus
+    index type)."""
+
+    dim: int
+    fingerprint: str | None
+    index: str
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """Which gallery a storage's ``open(request, **backend_options)`` opens: the one at ``location``,
+    created when missing with ``dim`` (required then), ``fingerprint`` and ``index`` (``None``: the
+    backend's exact index); an existing gallery keeps its own (the core checks dim and fingerprint,
+    the backend its index)."""
+
+    location: str | Path
+    dim: int | None = None
+    fingerprint: str | None = None
+    index: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,15 +73,7 @@ class Storage(Protocol):
         ...
 
     @property
-    def dim(self) -> int: ...
-
-    @property
-    def fingerprint(self) -> str | None: ...
-
-    @property
-    def index_kind(self) -> str:
-        """The index in use, in the backend's own terms (a FAISS factory string, a Milvus index type)."""
-        ...
+    def identity(self) -> Identity: ...
 
     @property
     def writable(self) -> bool: ...

@@ -45,14 +45,12 @@ class StorageClass(Protocol):
 
     @property
     def options(self) -> frozenset[str]:
-        """The backend-specific keyword arguments :attr:`open` takes besides dim, fingerprint and index."""
+        """The backend-specific keyword arguments :attr:`open` takes besides the request."""
         ...
 
     @property
     def open(self) -> Callable[..., Storage]:
-        """``open(location, *, dim, fingerprint, index, **options)``: the storage at ``location``, created
-        when missing with ``dim`` (required then), ``fingerprint`` and ``index``; an existing one keeps
-        its own (the core checks dim and fingerprint)."""
+        """``open(request, **options)``: the storage of an :class:`~reid.gallery.storage.OpenRequest`."""
         ...
 
 

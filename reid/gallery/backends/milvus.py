@@ -33,7 +33,7 @@ from reid.errors import ConfigError, GalleryError, GalleryUnavailable
 from reid.gallery.backends import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
 from reid.gallery.filters import Filters
 from reid.gallery.items import FIELD_NAMES, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
-from reid.gallery.storage import SearchParams
+from reid.gallery.storage import Identity, OpenRequest, SearchParams
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class MilvusStorage:
         self.collection = collection
         self._client: MilvusClient | None = client
         self._write_lock = threading.Lock()
-        self._properties, self.index_kind = self._describe()
+        self._properties, self._index = self._describe()
 
     # --- opening --------------------------------------------------------------------------------------
 
@@ -145,24 +145,22 @@ class MilvusStorage:
     @_translated
     def open(
         cls,
-        location: str | Path,
+        request: OpenRequest,
         *,
-        dim: int | None = None,
-        fingerprint: str | None = None,
-        index: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         read_only: bool = False,
     ) -> MilvusStorage:
-        """Open the gallery ``collection`` at ``location``, creating it when missing (``dim`` required;
-        never with ``read_only``, which is all it means here: a Milvus server has no writer lock).
+        """Open the gallery ``collection`` at ``request.location``, creating it when missing (never with
+        ``read_only``, which is all it means here: a Milvus server has no writer lock).
 
-        ``location`` is a Milvus URI (``http://host:19530``) or a local file path, which milvus-lite
+        The location is a Milvus URI (``http://host:19530``) or a local file path, which milvus-lite
         serves in-process. ``index`` is ``"FLAT"`` (exact, the default), ``"IVF_FLAT"`` or ``"HNSW"``,
         fixed at creation.
         """
+        index, dim = request.index, request.dim
         if index is not None and index not in INDEX_KINDS:
             raise ConfigError(f"unknown Milvus index {index!r}; choose one of {sorted(INDEX_KINDS)}")
-        uri = str(location)
+        uri = str(request.location)
         client = MilvusClient(uri)
         try:
             if client.has_collection(collection):
@@ -171,10 +169,10 @@ class MilvusStorage:
                 hint = "" if read_only else "; pass dim= to create one"
                 raise GalleryError(f"no gallery collection {collection!r} at {uri}{hint}")
             else:
-                _create_collection(client, collection, dim, fingerprint, index or "FLAT")
+                _create_collection(client, collection, dim, request.fingerprint, index or "FLAT")
             storage = cls(client, uri, collection)
-            if index is not None and index != storage.index_kind:
-                raise GalleryError(f"{storage.where} uses index {storage.index_kind!r}, not {index!r}")
+            if index is not None and index != storage._index:
+                raise GalleryError(f"{storage.where} uses index {storage._index!r}, not {index!r}")
             storage._migrate()
         except BaseException:
             client.close()
@@ -240,12 +238,9 @@ class MilvusStorage:
         return f"gallery {self.collection!r} at {self.uri}"
 
     @property
-    def dim(self) -> int:
-        return int(self._properties["reid.dim"])
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self._properties.get("reid.fingerprint") or None
+    def identity(self) -> Identity:
+        properties = self._properties
+        return Identity(int(properties["reid.dim"]), properties.get("reid.fingerprint") or None, self._index)
 
     @property
     def writable(self) -> bool:
@@ -320,7 +315,9 @@ class MilvusStorage:
     @_translated
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         rows = self._by_id(ids, ["id", "vector"])
-        return np.asarray([rows[i]["vector"] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+        return np.asarray([rows[i]["vector"] for i in ids], dtype=np.float32).reshape(
+            len(ids), self.identity.dim
+        )
 
     @_translated
     def count(self) -> int:
@@ -382,7 +379,7 @@ class MilvusStorage:
             self._client = None
 
     def __repr__(self) -> str:
-        return f"MilvusStorage({self.uri!r}, collection={self.collection!r}, dim={self.dim})"
+        return f"MilvusStorage({self.uri!r}, collection={self.collection!r}, {self.identity})"
 
 
 def _create_collection(

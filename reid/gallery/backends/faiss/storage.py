@@ -46,7 +46,7 @@ from reid.gallery.backends.faiss.rwlock import ReadWriteLock
 from reid.gallery.backends.faiss.snapshot import read_snapshot, write_snapshot
 from reid.gallery.filters import Filters
 from reid.gallery.items import ItemValues
-from reid.gallery.storage import SearchParams
+from reid.gallery.storage import Identity, OpenRequest, SearchParams
 from reid.gallery.vectors import as_unit_matrix
 
 logger = logging.getLogger(__name__)
@@ -126,11 +126,8 @@ class FaissStorage:
     @classmethod
     def open(
         cls,
-        location: str | Path,
+        request: OpenRequest,
         *,
-        dim: int | None = None,
-        fingerprint: str | None = None,
-        index: str | None = None,
         train_size: int | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
@@ -138,16 +135,16 @@ class FaissStorage:
         read_only: bool = False,
         autosave: bool = True,
     ) -> FaissStorage:
-        """Open the gallery directory ``location``, creating it when missing.
+        """Open the gallery directory ``request.location``, creating it when missing.
 
-        Creating needs ``dim``; ``index`` is a FAISS factory string (default ``"Flat"``: exact) and
-        ``train_size`` how many vectors trainable kinds wait for (default: 40 per IVF list or PQ
+        Creating needs ``request.dim``; ``request.index`` is a FAISS factory string (default ``"Flat"``:
+        exact) and ``train_size`` how many vectors trainable kinds wait for (default: 40 per IVF list or PQ
         centroid). Both are fixed at creation: on an existing gallery they must match or be left out.
         ``nprobe``/``ef_search`` set the default query-time effort of IVF/HNSW indexes; ``use_gpu``
         ``None`` uses a GPU when FAISS sees one. ``read_only`` opens may run beside each other but not
         beside a writer.
         """
-        path = Path(location)
+        path, dim, index = Path(request.location), request.dim, request.index
         db_path = path / DB_FILE
         defaults = FaissSearchParams(nprobe=nprobe, ef_search=ef_search)
         creating = not db_path.exists()
@@ -164,7 +161,9 @@ class FaissStorage:
         lock_fd = _lock_directory(path, shared=read_only)
         db: MetadataDB | None = None
         try:
-            create = GalleryMeta(dim, fingerprint, index or DEFAULT_INDEX, train_size) if dim else None
+            create = (
+                GalleryMeta(dim, request.fingerprint, index or DEFAULT_INDEX, train_size) if dim else None
+            )
             db = MetadataDB(db_path, create=create, read_only=read_only)
             _check_configuration(db, index=index, train_size=train_size)
             vindex, snapshot_seq, columns, unsaved = _load_index(path, db)
@@ -194,17 +193,10 @@ class FaissStorage:
         return f"gallery {self.path}"
 
     @property
-    def dim(self) -> int:
-        return self._db.meta.dim
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self._db.meta.fingerprint
-
-    @property
-    def index_kind(self) -> str:
-        """The FAISS factory string (``Flat``, ``IVF4096,Flat``, ...)."""
-        return self._db.meta.index
+    def identity(self) -> Identity:
+        """The index is a FAISS factory string (``Flat``, ``IVF4096,Flat``, ...)."""
+        meta = self._db.meta
+        return Identity(meta.dim, meta.fingerprint, meta.index)
 
     @property
     def writable(self) -> bool:
@@ -257,7 +249,7 @@ class FaissStorage:
     def train(self, sample: np.ndarray) -> None:
         """Train a trainable index on ``sample`` (unit vectors) now instead of on the first
         ``train_size`` added vectors. A rebuild from the database (lost snapshot) trains on those."""
-        vectors = as_unit_matrix(sample, self.dim, what="training vectors")
+        vectors = as_unit_matrix(sample, self._db.meta.dim, what="training vectors")
         with self.writing():
             self._index.train(vectors)
             self._unsaved += 1
@@ -302,13 +294,13 @@ class FaissStorage:
 
     def _write_snapshot(self) -> None:
         """Caller holds the read or write lock (no write in flight) and ``_save_lock``."""
-        seq = self._db.last_seq
+        seq, meta = self._db.last_seq, self._db.meta
         header = {
             "format": SNAPSHOT_FORMAT,
             "seq": seq,
-            "dim": self.dim,
-            "factory": self.index_kind,
-            "fingerprint": self.fingerprint,
+            "dim": meta.dim,
+            "factory": meta.index,
+            "fingerprint": meta.fingerprint,
             "trained": self._index.is_trained,
             "ntotal": self._index.ntotal,
         }
@@ -349,7 +341,7 @@ class FaissStorage:
                 self._lock_fd = None
 
     def __repr__(self) -> str:
-        return f"FaissStorage({str(self.path)!r}, index={self.index_kind!r}, dim={self.dim})"
+        return f"FaissStorage({str(self.path)!r}, {self.identity})"
 
 
 def _check_configuration(db: MetadataDB, *, index: str | None, train_size: int | None) -> None:

@@ -12,7 +12,7 @@ import pytest
 from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
 from reid.gallery import FaissSearchParams, Filters, GalleryItem, open_gallery
 from reid.gallery.backends.faiss.storage import SNAPSHOT_FILE, FaissStorage
-from reid.gallery.storage import Storage
+from reid.gallery.storage import Identity, OpenRequest, Storage
 from tests.gallery.helpers import brute_force, is_best_first, item_fields, make_items, unit_vectors
 
 
@@ -324,8 +324,8 @@ def test_concurrent_readers_and_a_writer(filled):
 
 
 def test_storage_matches_the_protocol(gallery_dir):
-    storage: Storage = FaissStorage.open(gallery_dir, dim=4)  # mypy checks FaissStorage against Storage
-    assert (storage.dim, storage.fingerprint, storage.index_kind) == (4, None, "Flat")
+    storage: Storage = FaissStorage.open(OpenRequest(gallery_dir, dim=4))  # mypy checks it against Storage
+    assert storage.identity == Identity(dim=4, fingerprint=None, index="Flat")
     storage.close()
 
 
