@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="drop gallery items from the query's camera (when known from its name or manifest)",
     )
-    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the top 100")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of each query's top 100")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--visualize",

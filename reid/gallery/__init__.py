@@ -13,12 +13,12 @@ optional extra). Backends are imported when a gallery is opened on them, not by 
 
 from __future__ import annotations
 
-from reid.gallery.backends import BACKENDS, DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend
 from reid.gallery.backends.faiss.autoindex import choose_index
 from reid.gallery.backends.faiss.params import FaissSearchParams
 from reid.gallery.core import GalleryStats, GalleryStore
 from reid.gallery.filters import Filters
 from reid.gallery.items import ITEM_FIELDS, GalleryItem, GalleryRecord, Hit, ItemFields
+from reid.gallery.registry import BACKENDS, DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend
 from reid.gallery.rerank import RerankConfig, cosine_to_sq_euclidean, k_reciprocal_rerank, rerank_candidates
 from reid.gallery.spec import GallerySpec, open_gallery
 from reid.gallery.storage import SearchParams, Storage

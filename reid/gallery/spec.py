@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from reid.errors import ConfigError
-from reid.gallery.backends import DEFAULT_COLLECTION, Backend, check_backend, storage_class
 from reid.gallery.core import GalleryStore
+from reid.gallery.registry import DEFAULT_COLLECTION, Backend, check_backend, storage_class
 from reid.gallery.storage import OpenRequest
 
 

@@ -269,18 +269,6 @@ def test_closed_store_refuses_calls(store):
         store.count()
 
 
-def test_open_gallery_refuses_options_of_another_backend(tmp_path):
-    # The overloads reject these calls statically; callers without type checking get a ConfigError.
-    with pytest.raises(ConfigError, match="backend"):
-        open_gallery(tmp_path / "g", dim=DIM, backend="qdrant")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="collection"):
-        open_gallery(tmp_path / "g", dim=DIM, collection="c")
-    with pytest.raises(ConfigError, match="nprobe"):
-        open_gallery(str(tmp_path / "m.db"), dim=DIM, backend="milvus", nprobe=4)
-    assert not (tmp_path / "g").exists()
-    assert not (tmp_path / "m.db").exists()
-
-
 def test_stats_and_export(filled, tmp_path):
     store, vectors, ids = filled
     store.delete([ids[2]])

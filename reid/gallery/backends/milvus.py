@@ -30,9 +30,9 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
 
 from reid.errors import ConfigError, GalleryError, GalleryUnavailable
-from reid.gallery.backends import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
 from reid.gallery.filters import Filters
 from reid.gallery.items import FIELD_NAMES, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
+from reid.gallery.registry import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
 from reid.gallery.storage import Identity, OpenRequest, SearchParams
 
 logger = logging.getLogger(__name__)
