@@ -18,7 +18,15 @@ from reid.gallery import (
 from reid.gallery.backends.faiss.storage import FaissStorage
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
 from reid.gallery.rerank import cosine_to_sq_euclidean
-from tests.gallery.helpers import brute_force, item_fields, make_items, scoring, unit_vectors
+from tests.gallery.helpers import (
+    FILTER_CASES,
+    brute_force,
+    item_fields,
+    make_items,
+    passes,
+    scoring,
+    unit_vectors,
+)
 
 DIM = 16
 BACKENDS = ["faiss", "milvus"]
@@ -65,18 +73,6 @@ def filled(store):
     vectors = unit_vectors(40, DIM)
     ids = store.add(make_items(vectors), fingerprint="model-a")
     return store, vectors, np.asarray(ids)
-
-
-def _passes(item, f):
-    if f.cameras_in is not None and item.camera_id not in f.cameras_in:
-        return False
-    if item.camera_id is not None and item.camera_id in f.excluded_cameras:
-        return False
-    if f.person_ids is not None and item.person_id not in f.person_ids:
-        return False
-    if f.time_from is not None and item.timestamp < f.time_from:
-        return False
-    return f.time_to is None or item.timestamp <= f.time_to
 
 
 def test_add_get_and_count(filled):
@@ -169,21 +165,10 @@ def test_k_larger_than_the_gallery(filled):
     assert len(store.search(vectors[:1], k=100)[0]) == 40
 
 
-FILTER_CASES = [
-    Filters(cameras_in={0, 2}),
-    Filters(cameras_not_in=[1]),
-    Filters(person_ids={3, 4, 5}),
-    Filters(exclude_camera=0),
-    Filters(time_from=100.0, time_to=250.0),
-    Filters(cameras_in={1}, person_ids=range(6), time_to=300.0),
-    Filters(cameras_in=set()),
-]
-
-
 @pytest.mark.parametrize("filters", FILTER_CASES)
 def test_filters_match_brute_force_on_the_allowed_subset(filled, filters):
     store, vectors, ids = filled
-    keep = np.array([_passes(item, filters) for item in make_items(vectors)])
+    keep = np.array([passes(item, filters) for item in make_items(vectors)])
     queries = unit_vectors(3, DIM, seed=11)
     hits = store.search(queries, k=40, filters=filters)  # the whole allowed subset, in order
     expected = brute_force(vectors[keep], ids[keep], queries, 40) if keep.any() else [([], [])] * 3

@@ -13,7 +13,15 @@ from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
 from reid.gallery import FaissSearchParams, Filters, GalleryItem, open_gallery
 from reid.gallery.backends.faiss.storage import SNAPSHOT_FILE, FaissStorage
 from reid.gallery.storage import Identity, OpenRequest, Storage
-from tests.gallery.helpers import brute_force, is_best_first, item_fields, make_items, unit_vectors
+from tests.gallery.helpers import (
+    FILTER_CASES,
+    brute_force,
+    is_best_first,
+    item_fields,
+    make_items,
+    passes,
+    unit_vectors,
+)
 
 
 def _ids(hits):
@@ -55,37 +63,12 @@ def test_identical_vectors_rank_by_id_and_the_lowest_ids_make_the_cut(gallery_di
         assert _ids(gallery.search(vector[None], k=k)) == [ids[:k]]
 
 
-FILTER_CASES = [
-    Filters(cameras_in={0, 2}),
-    Filters(cameras_not_in=[1]),
-    Filters(person_ids={3, 4, 5}),
-    Filters(exclude_camera=0),
-    Filters(time_from=200.0, time_to=600.0),
-    Filters(time_from=900.0),
-    Filters(cameras_in={1}, person_ids=range(10), time_to=500.0),
-    Filters(cameras_in=set()),
-]
-
-
-def _passes(item, f):
-    """Reference filter semantics, written out per field (see Filters' docstring)."""
-    cam, pid, ts = item.camera_id, item.person_id, item.timestamp
-    return (
-        (f.cameras_in is None or cam in f.cameras_in)
-        and (cam is None or cam not in (f.cameras_not_in or set()))
-        and (f.exclude_camera is None or cam != f.exclude_camera)
-        and (f.person_ids is None or pid in f.person_ids)
-        and (f.time_from is None or (ts is not None and ts >= f.time_from))
-        and (f.time_to is None or (ts is not None and ts <= f.time_to))
-    )
-
-
 @pytest.mark.parametrize("n_queries", [4, 24])
 @pytest.mark.parametrize("filters", FILTER_CASES)
 def test_filters_match_brute_force_on_the_allowed_subset(filled, filters, n_queries):
     gallery, vectors, ids = filled
     items = make_items(vectors)
-    keep = np.array([_passes(item, filters) for item in items])
+    keep = np.array([passes(item, filters) for item in items])
     queries = unit_vectors(n_queries, 16, seed=2)
     hits = gallery.search(queries, k=8, filters=filters)
     expected = brute_force(vectors[keep], ids[keep], queries, 8)
@@ -98,7 +81,7 @@ def test_one_filter_per_query(filled):
     hits = gallery.search(vectors[:3], k=5, filters=per_query)
     items = make_items(vectors)
     for q, f in enumerate(per_query):
-        keep = np.array([_passes(item, f) for item in items])
+        keep = np.array([passes(item, f) for item in items])
         assert _ids(hits)[q] == brute_force(vectors[keep], ids[keep], vectors[q : q + 1], 5)[0][0]
     with pytest.raises(ConfigError, match="one per query"):
         gallery.search(vectors[:3], k=5, filters=per_query[:2])
