@@ -3,7 +3,11 @@
 import json
 import sqlite3
 
+import numpy as np
 import pytest
+
+from reid.gallery import open_gallery
+from tests.gallery.helpers import make_items, unit_vectors
 
 # The items table as the code before the item schema (reid.gallery.items) wrote it.
 V1_SCHEMA = """
@@ -49,3 +53,18 @@ def _write_v1_database(path, vectors, *, with_source=True):
 def write_v1_database():
     """Writes a gallery database as the code before the item schema did (see _write_v1_database)."""
     return _write_v1_database
+
+
+@pytest.fixture
+def gallery_dir(tmp_path):
+    return tmp_path / "gallery"
+
+
+@pytest.fixture
+def filled(gallery_dir):
+    """A 16-d exact gallery of 120 items (see make_items), its vectors and ids."""
+    vectors = unit_vectors(120, 16)
+    gallery = open_gallery(gallery_dir, dim=16, fingerprint="model-a")
+    ids = gallery.add(make_items(vectors))
+    yield gallery, vectors, np.asarray(ids)
+    gallery.close()
