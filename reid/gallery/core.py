@@ -58,6 +58,20 @@ def _unique_ids(ids: Iterable[int]) -> list[int]:
     return sorted({int(i) for i in ids})
 
 
+def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best ``(id, score)`` of one query's candidates (``-1`` ids pad), best first."""
+    found = ids >= 0
+    scores, ids = scores[found], ids[found]
+    return [(int(ids[i]), float(scores[i])) for i in best_first(scores, ids)[:k]]
+
+
+def _hits(top: list[tuple[int, float]], rows: Mapping[int, ItemValues]) -> list[Hit]:
+    missing = [i for i, _ in top if i not in rows]
+    if missing:
+        raise GalleryError(f"index and metadata disagree: ids {missing[:10]} have no metadata row")
+    return [Hit(id=i, score=score, **rows[i]) for i, score in top]
+
+
 def _not_found(what: str, missing: Sequence[Any]) -> NotFound:
     return NotFound(f"no gallery item with {what} {', '.join(map(repr, missing[:10]))}")
 
@@ -230,24 +244,14 @@ class GalleryStore:
                     scores[q] = rerank_candidates(
                         queries[q : q + 1], ids[q : q + 1], self.storage.vectors, rerank
                     )[0]
-            wanted = [int(i) for i in np.unique(ids[ids >= 0]) if int(i) not in rows]
-            rows.update(self.storage.rows(wanted))
-        return [self._hits(scores[q], ids[q], rows, k) for q in range(len(queries))]
+            ranked = [_top(scores[q], ids[q], k) for q in range(len(queries))]
+            rows.update(self.storage.rows({i for top in ranked for i, _ in top} - rows.keys()))
+        return [_hits(top, rows) for top in ranked]
 
     def _check_params(self, params: SearchParams | None) -> None:
         accepted = self.storage.search_params
         if params is not None and (accepted is None or not isinstance(params, accepted)):
             raise ConfigError(f"the {self.backend} backend does not take {type(params).__name__}")
-
-    @staticmethod
-    def _hits(scores: np.ndarray, ids: np.ndarray, rows: Mapping[int, ItemValues], k: int) -> list[Hit]:
-        found = ids >= 0
-        scores, ids = scores[found], ids[found]
-        order = best_first(scores, ids)[:k]
-        missing = [int(i) for i in ids[order] if int(i) not in rows]
-        if missing:
-            raise GalleryError(f"index and metadata disagree: ids {missing[:10]} have no metadata row")
-        return [Hit(id=int(ids[i]), score=float(scores[i]), **rows[int(ids[i])]) for i in order]
 
     def stats(self) -> GalleryStats:
         with self.storage.reading():
