@@ -137,7 +137,7 @@ class MilvusStorage:
         self.collection = collection
         self._client: MilvusClient | None = client
         self._write_lock = threading.Lock()
-        self._properties, self._index = self._describe()
+        self._properties, self._index, self._fields = self._describe()
 
     # --- opening --------------------------------------------------------------------------------------
 
@@ -179,13 +179,14 @@ class MilvusStorage:
             raise
         return storage
 
-    def _describe(self) -> tuple[dict[str, str], str]:
+    def _describe(self) -> tuple[dict[str, str], str, set[str]]:
+        """The collection's properties, vector index type and field names."""
         described = self._conn.describe_collection(self.collection)
         properties = dict(described.get("properties") or {})
         if "reid.dim" not in properties:
             raise GalleryError(f"collection {self.collection!r} at {self.uri} is not a reid gallery")
-        self._fields = {field["name"] for field in described.get("fields", [])}
-        return properties, self._conn.describe_index(self.collection, "vector").get("index_type", "?")
+        index = self._conn.describe_index(self.collection, "vector").get("index_type", "?")
+        return properties, index, {field["name"] for field in described.get("fields", [])}
 
     def _migrate(self) -> None:
         """Add the fields of the item schema that this collection predates (nullable: old items read
