@@ -8,25 +8,21 @@ from dataclasses import fields
 
 from reid.gallery import Filters
 
-# Names the flags had before they followed the Filters fields; still accepted.
+# Names the flags had before they followed the Filters fields: still accepted, no longer shown.
 OLD_FLAGS = {"cameras_in": "--camera-in", "cameras_not_in": "--camera-not-in", "person_ids": "--person"}
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("filters (all that are given must hold)")
     for spec in fields(Filters):
-        flags = ["--" + spec.name.replace("_", "-")]
-        if spec.name in OLD_FLAGS:
-            flags.append(OLD_FLAGS[spec.name])
         value = spec.metadata["value"]
+        parse = {"dest": spec.name, "type": value, "nargs": "+" if spec.metadata["many"] else None}
+        flag = "--" + spec.name.replace("_", "-")
         group.add_argument(
-            *flags,
-            dest=spec.name,
-            type=value,
-            nargs="+" if spec.metadata["many"] else None,
-            metavar="UNIX_S" if value is float else "ID",
-            help=spec.metadata["help"],
+            flag, metavar="UNIX_S" if value is float else "ID", help=spec.metadata["help"], **parse
         )
+        if spec.name in OLD_FLAGS:
+            group.add_argument(OLD_FLAGS[spec.name], help=argparse.SUPPRESS, **parse)
 
 
 def filters_from_args(args: argparse.Namespace) -> Filters:
