@@ -66,7 +66,8 @@ def _api_field(spec: FieldSpec) -> tuple[Any, Any]:
 
 def _item_model(name: str, base: type[BaseModel], **leading: Any) -> type[BaseModel]:
     """A model holding ``leading`` fields then the item fields of ``reid.gallery.items`` (declared once
-    there), to subclass."""
+    there), to subclass. Built at import time, so mypy cannot follow it: the subclasses carry
+    ``type: ignore[misc]`` and their fields are typed ``Any`` to it."""
     fields_: dict[str, Any] = {**leading, **{spec.name: _api_field(spec) for spec in ITEM_FIELDS}}
     return create_model(name, __base__=base, **fields_)
 
