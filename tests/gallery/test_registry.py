@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -10,6 +11,14 @@ from reid.errors import ConfigError
 from reid.gallery.registry import _STORAGE, BACKENDS, check_backend, storage_class
 
 REPO = Path(__file__).resolve().parents[2]
+
+if TYPE_CHECKING:
+    from reid.gallery.backends.faiss.storage import FaissStorage
+    from reid.gallery.backends.milvus import MilvusStorage
+    from reid.gallery.storage import Storage
+
+    def _every_backend_is_a_storage(faiss: FaissStorage, milvus: MilvusStorage) -> list[Storage]:
+        return [faiss, milvus]  # mypy checks both against the Storage protocol
 
 
 def test_every_backend_name_has_a_storage_class():
