@@ -7,7 +7,8 @@ collection and top-k cap) live here too.
 
 Adding a backend: write a module under ``reid/gallery/backends/`` with a class that implements
 ``Storage`` (``backends/milvus.py`` is a compact example), add its name to :data:`Backend` and a line
-to :data:`_STORAGE`, and run the contract suite (``tests/gallery/test_contract.py``) on it.
+to :data:`_STORAGE`, and say in the contract suite (``tests/gallery/test_contract.py``) where it keeps a
+test gallery: the suite runs on every registered backend.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from reid.gallery import (
     k_reciprocal_rerank,
     open_gallery,
 )
-from reid.gallery.backends.faiss.storage import FaissStorage
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
+from reid.gallery.registry import BACKENDS, storage_class
 from reid.gallery.rerank import cosine_to_sq_euclidean
 from tests.gallery.helpers import (
     FILTER_CASES,
@@ -29,23 +29,24 @@ from tests.gallery.helpers import (
 )
 
 DIM = 16
-BACKENDS = ["faiss", "milvus"]
+# Where each backend keeps a test gallery; every registered backend must have an entry (and pass).
+LOCATIONS = {"faiss": lambda tmp: tmp / "gallery", "milvus": lambda tmp: str(tmp / "milvus.db")}
+NEEDS = {"milvus": "milvus_lite"}  # the optional package a backend's tests skip without
+
+
+def test_every_registered_backend_runs_this_suite():
+    assert set(LOCATIONS) == set(BACKENDS)
 
 
 def _location(backend, tmp_path):
-    return tmp_path / "gallery" if backend == "faiss" else str(tmp_path / "milvus.db")
-
-
-def _milvus_store():
-    """The Milvus module, or a skip where the optional ``milvus`` extra is not installed."""
-    pytest.importorskip("milvus_lite")
-    return pytest.importorskip("reid.gallery.backends.milvus")
+    return LOCATIONS[backend](tmp_path)
 
 
 def _open(backend, location, **kwargs):
-    expected = FaissStorage if backend == "faiss" else _milvus_store().MilvusStorage
+    if backend in NEEDS:
+        pytest.importorskip(NEEDS[backend])
     gallery = open_gallery(location, backend=backend, **kwargs)
-    assert type(gallery.storage) is expected
+    assert type(gallery.storage) is storage_class(backend)
     return gallery
 
 
