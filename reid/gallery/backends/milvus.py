@@ -357,13 +357,14 @@ class MilvusStorage:
         return scores, ids, rows
 
     def details(self) -> dict[str, Any]:
-        """The collection, the last id handed out, and the size of a milvus-lite file (``None`` on a
-        server, which does not say)."""
+        """The collection, the last id handed out, and the disk use of a local milvus-lite store (a file
+        or a folder; ``None`` on a server, which does not say)."""
         path = Path(self.uri)
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         return {
             "collection": self.collection,
             "last_id": int(self._properties.get("reid.next_id", "1")) - 1,
-            "disk_bytes": path.stat().st_size if path.is_file() else None,
+            "disk_bytes": sum(f.stat().st_size for f in files) if path.exists() else None,
         }
 
     # --- persistence ----------------------------------------------------------------------------------

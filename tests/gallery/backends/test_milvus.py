@@ -142,3 +142,12 @@ def test_indexes_the_fields_that_lookups_use(tmp_path):
             for name in milvus_storage._conn.list_indexes(milvus_storage.collection)
         }
     assert indexes == {"vector": "FLAT", **dict.fromkeys(milvus.SCALAR_INDEXED, "INVERTED")}
+
+
+def test_details_name_the_collection_and_the_local_disk_use(tmp_path):
+    with _open(str(tmp_path / "m.db"), dim=DIM) as gallery:
+        gallery.add(make_items(unit_vectors(3, DIM)))
+        gallery.save()
+        details = gallery.stats().details
+    assert (details["collection"], details["last_id"]) == ("reid_gallery", 3)
+    assert details["disk_bytes"] > 0
