@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Json, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Json, create_model, model_validator
 
 from reid.gallery import Filters
+from reid.gallery.items import ITEM_FIELDS, KEY_FIELD, FieldSpec
 
 INT64_MAX = 2**63 - 1
 MAX_K = 1000
@@ -45,18 +47,39 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_json_safe)]
 
+# Text limits of the API (the storage backends may hold more).
+MAX_KEY_CHARS = 1024
+MAX_TEXT_CHARS = 4096
+
+
+def _api_field(spec: FieldSpec) -> tuple[Any, Any]:
+    """The pydantic type and field of one item field, from its kind."""
+    if spec.kind == "json":
+        return Metadata, Field(default_factory=dict, description=spec.description)
+    if spec.kind == "text":
+        shortest, longest = (1, MAX_KEY_CHARS) if spec.unique else (None, MAX_TEXT_CHARS)
+        text = Field(default=None, description=spec.description, min_length=shortest, max_length=longest)
+        return str | None, text
+    value = Int64 if spec.kind == "int" else FiniteFloat
+    return value | None, Field(default=None, description=spec.description)
+
+
+def _item_model(name: str, base: type[BaseModel], **leading: Any) -> type[BaseModel]:
+    """A model holding ``leading`` fields then the item fields of ``reid.gallery.items`` (declared once
+    there), to subclass. Built at import time, so mypy cannot follow it: the subclasses carry
+    ``type: ignore[misc]`` and their fields are typed ``Any`` to it."""
+    fields_: dict[str, Any] = {**leading, **{spec.name: _api_field(spec) for spec in ITEM_FIELDS}}
+    return create_model(name, __base__=base, **fields_)
+
 
 def _unique_keys(items: Sequence[ItemFields]) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
-        if item.key is not None and item.key in seen:
-            raise ValueError(f"item {i}: key {item.key!r} appears more than once")
-        if item.key is not None:
-            seen.add(item.key)
-
-
-def _as_set(values: list[int] | None) -> frozenset[int] | None:
-    return None if values is None else frozenset(values)
+        key = getattr(item, KEY_FIELD)
+        if key is not None and key in seen:
+            raise ValueError(f"item {i}: key {key!r} appears more than once")
+        if key is not None:
+            seen.add(key)
 
 
 class _Strict(BaseModel):
@@ -131,42 +154,59 @@ class EmbedResponse(BaseModel):
 # --- /search -------------------------------------------------------------------------------------
 
 
+def _filter_help(name: str) -> str:
+    """The description of a filter, from its declaration in :class:`Filters`."""
+    help_text: str = next(f.metadata["help"] for f in fields(Filters) if f.name == name)
+    return help_text
+
+
+def _deprecated(use: str) -> Any:
+    return Field(default=None, description=f"deprecated: use {use}", json_schema_extra={"deprecated": True})
+
+
+# Filter names the API had before it took the library's: old name -> Filters field.
+RENAMED_FILTERS = {"cameras": "cameras_in", "exclude_cameras": "cameras_not_in"}
+
+
 class SearchOptions(_Strict):
+    """Search options; the filter fields are :class:`reid.gallery.Filters`' (one vocabulary with the
+    library and the CLI)."""
+
     k: int = Field(default=10, ge=1, le=MAX_K, description="hits per query")
     rerank: bool = Field(
         default=False, description="k-reciprocal re-ranking of the top candidates (slower, often better)"
     )
-    cameras: list[Int64] | None = Field(default=None, description="keep only hits from these cameras")
-    exclude_cameras: list[Int64] | None = Field(default=None, description="drop hits from these cameras")
-    person_ids: list[Int64] | None = Field(default=None, description="keep only hits of these persons")
-    time_from: FiniteFloat | None = Field(
-        default=None, description="keep hits with timestamp >= this (POSIX seconds)"
-    )
-    time_to: FiniteFloat | None = Field(
-        default=None, description="keep hits with timestamp <= this (POSIX seconds)"
-    )
-    query_camera: Int64 | None = Field(default=None, description="camera that took the query images")
-    exclude_same_camera: bool = Field(
-        default=False, description="drop hits from query_camera (the re-ID protocol)"
-    )
+    cameras_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_in"))
+    cameras_not_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_not_in"))
+    person_ids: list[Int64] | None = Field(default=None, description=_filter_help("person_ids"))
+    exclude_camera: Int64 | None = Field(default=None, description=_filter_help("exclude_camera"))
+    time_from: FiniteFloat | None = Field(default=None, description=_filter_help("time_from"))
+    time_to: FiniteFloat | None = Field(default=None, description=_filter_help("time_to"))
+    # Deprecated names, still accepted.
+    cameras: list[Int64] | None = _deprecated("cameras_in")
+    exclude_cameras: list[Int64] | None = _deprecated("cameras_not_in")
+    query_camera: Int64 | None = _deprecated("exclude_camera")
+    exclude_same_camera: bool | None = _deprecated("exclude_camera (drops hits from query_camera)")
 
     @model_validator(mode="after")
     def _coherent(self) -> SearchOptions:
         if self.time_from is not None and self.time_to is not None and self.time_from > self.time_to:
             raise ValueError(f"time_from ({self.time_from}) is after time_to ({self.time_to})")
+        for old, new in {**RENAMED_FILTERS, "exclude_same_camera": "exclude_camera"}.items():
+            if getattr(self, old) not in (None, False) and getattr(self, new) is not None:
+                raise ValueError(f"give {new} or its deprecated form {old}, not both")
         if self.exclude_same_camera and self.query_camera is None:
             raise ValueError("exclude_same_camera needs query_camera")
         return self
 
     def filters(self) -> Filters | None:
-        filters = Filters(
-            cameras_in=_as_set(self.cameras),
-            cameras_not_in=_as_set(self.exclude_cameras),
-            person_ids=_as_set(self.person_ids),
-            exclude_camera=self.query_camera if self.exclude_same_camera else None,
-            time_from=self.time_from,
-            time_to=self.time_to,
-        )
+        values = {f.name: getattr(self, f.name) for f in fields(Filters)}
+        for old, new in RENAMED_FILTERS.items():
+            if getattr(self, old) is not None:
+                values[new] = getattr(self, old)
+        if self.exclude_same_camera:
+            values["exclude_camera"] = self.query_camera
+        filters = Filters(**values)
         return None if filters.is_empty else filters
 
 
@@ -182,8 +222,8 @@ class SearchRequest(SearchOptions):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"images": [EXAMPLE_IMAGE], "k": 5, "query_camera": 3, "exclude_same_camera": True},
-                {"embeddings": [[0.5, -0.5, 0.5, 0.5]], "k": 10, "cameras": [1, 2], "rerank": True},
+                {"images": [EXAMPLE_IMAGE], "k": 5, "exclude_camera": 3},
+                {"embeddings": [[0.5, -0.5, 0.5, 0.5]], "k": 10, "cameras_in": [1, 2], "rerank": True},
             ]
         }
     )
@@ -203,15 +243,11 @@ class SearchForm(SearchOptions):
     images: ImageFiles
 
 
-class SearchHit(BaseModel):
-    id: int
-    key: str | None
-    score: float = Field(description="cosine similarity, or 1 - re-ranked distance when rerank is on")
-    person_id: int | None
-    camera_id: int | None
-    source: str | None
-    timestamp: float | None
-    metadata: dict[str, Any]
+_SCORE = Field(description="cosine similarity, or 1 - re-ranked distance when rerank is on")
+
+
+class SearchHit(_item_model("SearchHitFields", BaseModel, id=(int, ...), score=(float, _SCORE))):  # type: ignore[misc]
+    """One hit: its gallery id and score, and the item's fields (``reid.gallery.items``)."""
 
 
 class QueryResult(BaseModel):
@@ -254,20 +290,8 @@ class SearchResponse(BaseModel):
 # --- /gallery ------------------------------------------------------------------------------------
 
 
-class ItemFields(_Strict):
-    key: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=1024,
-        description="your unique id; an existing key is replaced (upsert)",
-    )
-    person_id: Int64 | None = None
-    camera_id: Int64 | None = None
-    source: str | None = Field(
-        default=None, max_length=4096, description="where the crop came from (multipart: file name)"
-    )
-    timestamp: FiniteFloat | None = Field(default=None, description="POSIX seconds")
-    metadata: Metadata = Field(default_factory=dict, description="any JSON object, returned with hits")
+class ItemFields(_item_model("ItemFieldsBase", _Strict)):  # type: ignore[misc]
+    """The fields of an item to store: those of ``reid.gallery.items``, each optional."""
 
 
 class GalleryItemIn(ItemFields):
@@ -325,14 +349,9 @@ class GalleryAddResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"model": EXAMPLE_MODEL, "ids": [42, 43]}]})
 
 
-class GalleryItemOut(BaseModel):
-    id: int
-    key: str | None
-    person_id: int | None
-    camera_id: int | None
-    source: str | None
-    timestamp: float | None
-    metadata: dict[str, Any]
+class GalleryItemOut(_item_model("GalleryItemOutFields", BaseModel, id=(int, ...))):  # type: ignore[misc]
+    """A stored item: its gallery id, the item's fields and, when asked for, its embedding."""
+
     vector: list[float] | None = Field(
         default=None, description="the stored embedding, with include_vector=true"
     )
@@ -363,16 +382,19 @@ class DeleteResponse(BaseModel):
 
 
 GALLERY_STATS_EXAMPLE = {
+    "backend": "faiss",
     "count": 12936,
     "dim": 2048,
     "fingerprint": EXAMPLE_MODEL,
     "index": "Flat",
-    "trained": True,
-    "index_vectors": 12936,
-    "device": "cpu",
-    "disk_bytes": 212000000,
-    "last_seq": 12936,
-    "snapshot_seq": 12936,
+    "details": {
+        "trained": True,
+        "index_vectors": 12936,
+        "device": "cpu",
+        "disk_bytes": 212000000,
+        "last_seq": 12936,
+        "snapshot_seq": 12936,
+    },
 }
 
 

@@ -2,10 +2,10 @@
 
 For N clustered unit vectors of dimension D it builds each index and measures, in this run:
 
-* FAISS ``Flat`` (exact; what ``FaissGallery`` uses by default), and FAISS ``IVF{nlist},PQ{m}`` (compressed
+* FAISS ``Flat`` (exact; what the FAISS backend uses by default), and FAISS ``IVF{nlist},PQ{m}`` (compressed
   ANN: m bytes per vector) at a few ``nprobe`` values: build time, index bytes (the serialised index,
   which is what it holds in RAM), single-query latency p50/p99 and recall@10 against exact.
-* Milvus through :class:`reid.gallery.MilvusGallery` on milvus-lite (Milvus's engine in this process, on
+* Milvus through ``open_gallery(..., backend="milvus")`` on milvus-lite (Milvus's engine in this process, on
   a local file): insert rate, the growth of this process's resident memory (read from /proc), the size
   of its files, latency (the gRPC round trip included) and recall@10. Milvus documents milvus-lite as
   meant for small galleries; its latency is not a Milvus server's.

@@ -10,7 +10,7 @@ The IVF part uses 256-d vectors by default (--ivf-dim): 1M x 2048 would need ~20
 k-means on 2 cores; recall and speed-up depend on the data's structure far more than on its dimension.
 
 Every number is measured in the run that prints it. Latency is wall time of one ``search`` call with one
-query, after warm-up; the exact figure goes through :class:`FaissGallery` (SQLite metadata included).
+query, after warm-up; the exact figure goes through ``open_gallery`` (SQLite metadata included).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from reid.gallery import FaissGallery, Filters, GalleryItem, choose_index
-from reid.gallery.index import SearchTuning, VectorIndex
-from reid.gallery.snapshot import write_snapshot
+from reid.gallery import FaissSearchParams, Filters, GalleryItem, choose_index, open_gallery
+from reid.gallery.backends.faiss.index import VectorIndex
+from reid.gallery.backends.faiss.snapshot import write_snapshot
 
 GIB = 1 << 30
 
@@ -101,7 +101,7 @@ def bench_exact(args: argparse.Namespace, rng: np.random.Generator, workdir: Pat
     print(f"\n== exact (Flat) gallery: {n:,} x {dim} random unit vectors, {args.queries} single queries")
     vectors = random_unit(n, dim, rng)
     queries = random_unit(args.queries, dim, rng)
-    gallery = FaissGallery.open(workdir / "exact", dim=dim, fingerprint="bench", autosave=False)
+    gallery = open_gallery(workdir / "exact", dim=dim, fingerprint="bench", autosave=False)
     start = time.perf_counter()
     for lo in range(0, n, 10_000):
         batch = vectors[lo : lo + 10_000]
@@ -162,9 +162,9 @@ def bench_ivf(args: argparse.Namespace, rng: np.random.Generator, workdir: Path)
     ids = np.arange(1, n + 1)
     exact = VectorIndex("Flat", dim)
     exact.add(vectors, ids)
-    exhaustive = SearchTuning()
-    _, truth = exact.search(queries, 10, allowed=None, tuning=exhaustive)
-    exact_ms = latencies_ms(lambda q: exact.search(q, 10, allowed=None, tuning=exhaustive), queries)
+    exhaustive = FaissSearchParams()
+    _, truth = exact.search(queries, 10, allowed=None, knobs=exhaustive)
+    exact_ms = latencies_ms(lambda q: exact.search(q, 10, allowed=None, knobs=exhaustive), queries)
     print(f"{'exact':<16} {describe(exact_ms)}")
 
     start = time.perf_counter()
@@ -172,13 +172,13 @@ def bench_ivf(args: argparse.Namespace, rng: np.random.Generator, workdir: Path)
     approx.add(vectors, ids)  # trains on the first train_size vectors, then adds the rest
     print(f"build (train on {approx.train_size:,} + add): {time.perf_counter() - start:.1f} s")
 
-    def approx_search(q: np.ndarray, tuning: SearchTuning) -> object:
-        return approx.search(q, 10, allowed=None, tuning=tuning)
+    def approx_search(q: np.ndarray, tuning: FaissSearchParams) -> object:
+        return approx.search(q, 10, allowed=None, knobs=tuning)
 
     met = None
     for nprobe in args.nprobe:
-        tuning = SearchTuning(nprobe=nprobe)
-        _, found = approx.search(queries, 10, allowed=None, tuning=tuning)
+        tuning = FaissSearchParams(nprobe=nprobe)
+        _, found = approx.search(queries, 10, allowed=None, knobs=tuning)
         recall = recall_at(found, truth)
         times = latencies_ms(partial(approx_search, tuning=tuning), queries)
         speedup = exact_ms.mean() / times.mean()

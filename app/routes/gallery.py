@@ -27,6 +27,7 @@ from app.schemas import (
     ItemFields,
 )
 from reid.gallery import GalleryItem, GalleryStats, GalleryStore
+from reid.gallery.items import fields_of
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
 
@@ -77,8 +78,7 @@ async def add_items(request: Request, embedder: Embedder, gallery: Gallery) -> R
     images, fields = await read_items(request)
     embedded = await embedder.embed(images)
     items = [
-        GalleryItem(vector=vector, **{name: getattr(f, name) for name in ItemFields.model_fields})
-        for vector, f in zip(embedded.vectors, fields, strict=True)
+        GalleryItem(vector=vector, **fields_of(f)) for vector, f in zip(embedded.vectors, fields, strict=True)
     ]
     ids = await asyncio.to_thread(store, gallery, items, embedder.fingerprint)
     return json_response(GalleryAddResponse(model=embedder.fingerprint, ids=ids), embedded.timing_headers())

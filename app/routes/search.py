@@ -43,15 +43,9 @@ def unit_rows(rows: Sequence[Sequence[float]], dim: int) -> np.ndarray:
 def run_search(
     gallery: GalleryStore, vectors: np.ndarray, options: SearchOptions, fingerprint: str, top_n: int
 ) -> list[list[Hit]]:
-    if not options.rerank:
-        return gallery.search(vectors, options.k, options.filters(), fingerprint=fingerprint)
-    # Re-rank each query on its own: its hits then never depend on the other queries of the request, and
-    # memory stays O(top_n²) instead of O((queries × top_n)²).
-    rerank = RerankConfig(top_n=top_n)
-    return [
-        gallery.search(row[None], options.k, options.filters(), fingerprint=fingerprint, rerank=rerank)[0]
-        for row in vectors
-    ]
+    # The gallery re-ranks each query on its own, as the CLI and the library do.
+    rerank = RerankConfig(top_n=top_n) if options.rerank else None
+    return gallery.search(vectors, options.k, options.filters(), fingerprint=fingerprint, rerank=rerank)
 
 
 async def read_queries(

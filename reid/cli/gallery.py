@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reid.cli.common import add_backend_arguments, gallery_spec
+from reid.cli.filters import add_filter_arguments, filters_from_args
 from reid.errors import ConfigError
-from reid.gallery import FaissGallery, Filters, GalleryStore, Hit, RerankConfig
+from reid.gallery import FaissSearchParams, GalleryStore, Hit, RerankConfig
 
 
 def register(sub: Any) -> None:
@@ -31,14 +30,9 @@ def register(sub: Any) -> None:
     add_backend_arguments(search)
     search.add_argument("--vector-file", type=Path, required=True, help=".npy with one (D,) or Q rows (Q, D)")
     search.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
-    search.add_argument("--camera-in", type=int, nargs="+", metavar="CAM", help="only these cameras")
-    search.add_argument("--camera-not-in", type=int, nargs="+", metavar="CAM", help="not these cameras")
-    search.add_argument("--person", type=int, nargs="+", metavar="PID", help="only these person ids")
-    search.add_argument("--exclude-camera", type=int, metavar="CAM", help="the query camera, excluded")
-    search.add_argument("--time-from", type=float, metavar="UNIX_S", help="earliest timestamp (inclusive)")
-    search.add_argument("--time-to", type=float, metavar="UNIX_S", help="latest timestamp (inclusive)")
-    search.add_argument("--nprobe", type=int, help="IVF lists to visit (FAISS)")
-    search.add_argument("--ef-search", type=int, help="HNSW search breadth (FAISS)")
+    add_filter_arguments(search)
+    search.add_argument("--nprobe", type=int, help="IVF lists to visit (FAISS backend)")
+    search.add_argument("--ef-search", type=int, help="HNSW search breadth (FAISS backend)")
     search.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
     search.add_argument("--json", action="store_true", help="print JSON (one list of hits per query)")
     search.set_defaults(func=run_search)
@@ -67,20 +61,10 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
-        width = max(map(len, stats))
-        print("\n".join(f"{name:<{width}}  {value}" for name, value in stats.items()))
+        rows = {**{name: value for name, value in stats.items() if name != "details"}, **stats["details"]}
+        width = max(map(len, rows))
+        print("\n".join(f"{name:<{width}}  {value}" for name, value in rows.items()))
     return 0
-
-
-def _filters(args: argparse.Namespace) -> Filters:
-    return Filters(
-        cameras_in=args.camera_in,
-        cameras_not_in=args.camera_not_in,
-        person_ids=args.person,
-        exclude_camera=args.exclude_camera,
-        time_from=args.time_from,
-        time_to=args.time_to,
-    )
 
 
 def _print_table(results: list[list[Hit]]) -> None:
@@ -102,15 +86,11 @@ def run_search(args: argparse.Namespace) -> int:
     if queries.ndim == 1:
         queries = queries[None, :]
     rerank = RerankConfig() if args.rerank else None
+    knobs = None
+    if args.nprobe is not None or args.ef_search is not None:
+        knobs = FaissSearchParams(nprobe=args.nprobe, ef_search=args.ef_search)
     with _open(args, read_only=True) as gallery:
-        search: Callable[..., list[list[Hit]]]
-        if isinstance(gallery, FaissGallery):
-            search = partial(gallery.search, nprobe=args.nprobe, ef_search=args.ef_search)
-        elif args.nprobe is not None or args.ef_search is not None:
-            raise ConfigError("--nprobe and --ef-search tune FAISS indexes only")
-        else:
-            search = gallery.search
-        results = search(queries, args.k, _filters(args), rerank=rerank)
+        results = gallery.search(queries, args.k, filters_from_args(args), rerank=rerank, params=knobs)
     if args.json:
         print(json.dumps([[hit.as_dict() for hit in hits] for hits in results], indent=2))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from reid.cli.common import add_backend_arguments, add_engine_arguments, extractor_from_args, gallery_spec
 from reid.cli.embed import collect
+from reid.cli.filters import add_filter_arguments, filters_from_args
 from reid.datasets import ImageRecord, match_market_name
 from reid.engine import Extractor
 from reid.errors import ConfigError
@@ -33,7 +35,8 @@ def register(sub: Any) -> None:
         action="store_true",
         help="drop gallery items from the query's camera (when known from its name or manifest)",
     )
-    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the top 100")
+    add_filter_arguments(p)
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of each query's top 100")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--visualize",
@@ -68,10 +71,14 @@ def _embed(
     return kept, np.concatenate(rows), failures
 
 
-def _filters(queries: list[ImageRecord], exclude_same_camera: bool) -> list[Filters] | None:
-    if not exclude_same_camera:
-        return None
-    return [Filters(exclude_camera=query_labels(query)[1]) for query in queries]
+def _filters(queries: list[ImageRecord], args: argparse.Namespace) -> Filters | list[Filters]:
+    """The filter flags, and with ``--exclude-same-camera`` each query's own camera excluded."""
+    common = filters_from_args(args)
+    if not args.exclude_same_camera:
+        return common
+    if common.exclude_camera is not None:
+        raise ConfigError("give --exclude-camera or --exclude-same-camera, not both")
+    return [replace(common, exclude_camera=query_labels(query)[1]) for query in queries]
 
 
 def _print_text(queries: list[ImageRecord], results: list[list[Hit]]) -> None:
@@ -119,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         results = gallery.search(
             vectors,
             k=args.k,
-            filters=_filters(queries, args.exclude_same_camera),
+            filters=_filters(queries, args),
             fingerprint=extractor.fingerprint,
             rerank=rerank,
         )

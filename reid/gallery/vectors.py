@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from reid.errors import ConfigError, GalleryError, ModelMismatch
-from reid.gallery.store import GalleryItem
+from reid.gallery.items import GalleryItem
 
 EXPORT_FILES = ("vectors.npy", "items.jsonl", "gallery.json")
 
@@ -80,13 +80,6 @@ def item_matrix(items: Sequence[GalleryItem], dim: int) -> np.ndarray:
     if len({len(v) for v in rows}) > 1:
         raise ModelMismatch(f"items mix vector dimensions {sorted({len(v) for v in rows})}")
     return as_unit_matrix(np.stack(rows), dim, what="item vectors")
-
-
-def require_keys(items: Sequence[GalleryItem]) -> None:
-    """Upsert replaces by key, so every item needs one."""
-    missing = [i for i, item in enumerate(items) if item.key is None]
-    if missing:
-        raise GalleryError(f"upsert needs a key on every item; item {missing[0]} has none")
 
 
 def export_dir(out_dir: str | Path) -> Path:

@@ -29,6 +29,7 @@ from reid.datasets import ImageRecord, discover_source
 from reid.engine import Extractor
 from reid.errors import ConfigError
 from reid.gallery import GalleryItem, GallerySpec, GalleryStore
+from reid.gallery.items import fields_of
 from reid.jobs.pipeline import ChunkResult, Failure, embed_stream
 from reid.jobs.shards import ShardWriter
 from reid.preprocess import Preprocessor
@@ -72,16 +73,9 @@ def indexed_keys(gallery: GalleryStore, keys: Sequence[str]) -> set[str]:
 
 
 def _items(result: ChunkResult) -> list[GalleryItem]:
+    """The gallery items of a chunk: every item field the records carry, and the image path as source."""
     return [
-        GalleryItem(
-            vector=vector,
-            key=record.key,
-            person_id=record.person_id,
-            camera_id=record.camera_id,
-            source=str(record.path),
-            timestamp=record.timestamp,
-            metadata=dict(record.metadata),
-        )
+        GalleryItem(vector=vector, **{**fields_of(record), "source": str(record.path)})
         for record, vector in zip(result.records, result.vectors, strict=True)
     ]
 

@@ -51,8 +51,11 @@ def test_stats(gallery, spec, capsys):
     stats = json.loads(capsys.readouterr().out)
     index = "Flat" if spec.backend == "faiss" else "FLAT"
     assert (stats["count"], stats["dim"], stats["fingerprint"], stats["index"]) == (4, 4, "m", index)
+    assert stats["backend"] == spec.backend
     assert _run("stats", *gallery) == 0
-    assert "fingerprint" in capsys.readouterr().out
+    lines = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert lines["fingerprint"] == "m"
+    assert set(stats["details"]) <= set(lines)  # the backend's section, flattened
 
 
 def test_search_json_with_filters(gallery, tmp_path, capsys):
@@ -64,7 +67,19 @@ def test_search_json_with_filters(gallery, tmp_path, capsys):
     assert [round(h["score"], 4) for h in hits] == [0.8, 0.6, 0.0]
     _run("search", *gallery, "--vector-file", queries, "-k", "3", "--exclude-camera", "0", "--json")
     assert [h["key"] for h in json.loads(capsys.readouterr().out)[0]] == ["item1", "item3"]
-    _run("search", *gallery, "--vector-file", queries, "--person", "12", "13", "--time-to", "250", "--json")
+    _run(
+        "search", *gallery, "--vector-file", queries, "--person-ids", "12", "13", "--time-to", "250", "--json"
+    )
+    assert [h["key"] for h in json.loads(capsys.readouterr().out)[0]] == ["item2"]
+    _run("search", *gallery, "--vector-file", queries, "--cameras-in", "1", "--cameras-not-in", "0", "--json")
+    assert [h["key"] for h in json.loads(capsys.readouterr().out)[0]] == ["item1", "item3"]
+
+
+def test_search_accepts_the_old_filter_flags(gallery, tmp_path, capsys):
+    queries = _query_file(tmp_path, [0.8, 0.6, 0.0, 0.0])
+    _run("search", *gallery, "--vector-file", queries, "--camera-in", "1", "--camera-not-in", "3", "--json")
+    assert [h["key"] for h in json.loads(capsys.readouterr().out)[0]] == ["item1", "item3"]
+    _run("search", *gallery, "--vector-file", queries, "--person", "12", "--json")
     assert [h["key"] for h in json.loads(capsys.readouterr().out)[0]] == ["item2"]
 
 
@@ -89,7 +104,7 @@ def test_faiss_tuning_flags_are_refused_for_milvus(tmp_path):
     pytest.importorskip("pymilvus")
     location = str(tmp_path / "m.db")
     GallerySpec(location, backend="milvus").open(dim=4).close()
-    with pytest.raises(ConfigError, match="FAISS indexes only"):
+    with pytest.raises(ConfigError, match="milvus backend does not take FaissSearchParams"):
         _run(
             "search",
             location,

@@ -67,6 +67,12 @@ def test_index_then_search(cli, weights, market_dir, tmp_path, capsys):
     assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
+    argv = ("search", query, "--gallery", gallery, "-k", "9", "--cameras-in", "2", "--json")
+    assert cli(*argv, *_engine(weights)) == 0
+    (found,) = json.loads(capsys.readouterr().out)
+    assert found["hits"]
+    assert {h["camera_id"] for h in found["hits"]} == {2}
+
     out = tmp_path / "pictures"
     argv = ("search", query, "--gallery", gallery, "-k", "4", "--exclude-same-camera", "--visualize", out)
     assert cli(*argv, *_engine(weights)) == 0
@@ -87,6 +93,27 @@ def test_index_then_search(cli, weights, market_dir, tmp_path, capsys):
             for i in range(4)
         ]
     assert frames == [visualize.MATCH_COLOUR if p == 1 else visualize.MISMATCH_COLOUR for p in persons]
+
+
+def test_search_reranks_each_query_on_its_own(cli, weights, market_dir, tmp_path, capsys):
+    gallery = tmp_path / "g"
+    assert cli("index", market_dir / "bounding_box_test", "--gallery", gallery, *_engine(weights)) == 0
+    queries = sorted((market_dir / "query").glob("*.jpg"))
+    capsys.readouterr()
+
+    def search(*images):
+        assert (
+            cli("search", *images, "--gallery", gallery, "-k", "5", "--rerank", "--json", *_engine(weights))
+            == 0
+        )
+        return {result["query"]: result["hits"] for result in json.loads(capsys.readouterr().out)}
+
+    alone = search(queries[0])[str(queries[0])]
+    together = search(*queries)[str(queries[0])]
+    assert len(queries) > 1
+    assert [h["id"] for h in together] == [h["id"] for h in alone]
+    # Equal up to float noise: the query embeddings come from batches of different sizes.
+    assert [h["score"] for h in together] == pytest.approx([h["score"] for h in alone], abs=1e-4)
 
 
 def test_index_kind_and_failure_log_of_a_new_milvus_gallery(cli, weights, market_dir, tmp_path, capsys):
@@ -234,3 +261,29 @@ def test_resume_after_kill_gives_one_entry_per_file(cli, weights, tmp_path, caps
     assert len({item.id for item in stored}) == len(records)
     expected = calibrated_extractor().embed([r.path for r in records])
     np.testing.assert_allclose(np.stack([item.vector for item in stored]), expected, atol=1e-5)
+
+
+def test_search_filters_combine_the_flags_with_each_querys_camera(tmp_path):
+    import argparse
+
+    from reid.cli import search as search_cli
+    from reid.datasets import ImageRecord
+    from reid.errors import ConfigError
+    from reid.gallery import Filters
+
+    parser = argparse.ArgumentParser()
+    search_cli.register(parser.add_subparsers())
+    queries = [
+        ImageRecord(tmp_path / name, name) for name in ("0001_c1s1_000001_01.jpg", "0002_c3s1_000001_01.jpg")
+    ]
+
+    def filters(*flags):
+        return search_cli._filters(queries, parser.parse_args(["search", "q.jpg", "--gallery", "g", *flags]))
+
+    assert filters("--person-ids", "1") == Filters(person_ids={1})
+    assert filters("--person-ids", "1", "--exclude-same-camera") == [
+        Filters(person_ids={1}, exclude_camera=1),
+        Filters(person_ids={1}, exclude_camera=3),
+    ]
+    with pytest.raises(ConfigError, match="not both"):
+        filters("--exclude-camera", "2", "--exclude-same-camera")

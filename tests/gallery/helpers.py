@@ -4,7 +4,8 @@ import itertools
 
 import numpy as np
 
-from reid.gallery import GalleryItem
+from reid.gallery import Filters, GalleryItem
+from reid.gallery.items import ITEM_FIELDS
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
 
 
@@ -62,3 +63,35 @@ def brute_force(gallery_vectors, gallery_ids, queries, k):
         best = [pair for group in groups for pair in sorted(group, key=lambda p: p[1])][:k]
         out.append(([item for _, item in best], np.array([score for score, _ in best], dtype=np.float32)))
     return out
+
+
+def item_fields(**given):
+    """Every item field, unknown (``None``; ``{}`` for JSON fields) unless given: what a stored item
+    reads back as, whatever fields the schema declares."""
+    return {spec.name: {} if spec.kind == "json" else None for spec in ITEM_FIELDS} | given
+
+
+# Filters over make_items' fields (timestamps 10·i), one case per kind of condition and a mix.
+FILTER_CASES = [
+    Filters(cameras_in={0, 2}),
+    Filters(cameras_not_in=[1]),
+    Filters(person_ids={3, 4, 5}),
+    Filters(exclude_camera=0),
+    Filters(time_from=100.0, time_to=250.0),
+    Filters(time_from=300.0),
+    Filters(cameras_in={1}, person_ids=range(6), time_to=300.0),
+    Filters(cameras_in=set()),
+]
+
+
+def passes(item, f):
+    """Reference filter semantics, written out per field (see Filters' docstring)."""
+    cam, pid, ts = item.camera_id, item.person_id, item.timestamp
+    return (
+        (f.cameras_in is None or cam in f.cameras_in)
+        and (cam is None or cam not in (f.cameras_not_in or set()))
+        and (f.exclude_camera is None or cam != f.exclude_camera)
+        and (f.person_ids is None or pid in f.person_ids)
+        and (f.time_from is None or (ts is not None and ts >= f.time_from))
+        and (f.time_to is None or (ts is not None and ts <= f.time_to))
+    )

@@ -1,34 +1,52 @@
-"""The GalleryStore contract, run against every backend (FAISS + SQLite, and Milvus via milvus-lite)."""
+"""The gallery contract (reid.gallery.core), run against every backend (FAISS + SQLite, and Milvus via
+milvus-lite)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from reid.errors import ConfigError, GalleryError, GalleryUnavailable, ModelMismatch, NotFound
-from reid.gallery import FaissGallery, Filters, GalleryItem, RerankConfig, k_reciprocal_rerank, open_gallery
+from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
+from reid.gallery import (
+    FaissSearchParams,
+    Filters,
+    GalleryItem,
+    RerankConfig,
+    k_reciprocal_rerank,
+    open_gallery,
+)
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
+from reid.gallery.registry import BACKENDS, storage_class
 from reid.gallery.rerank import cosine_to_sq_euclidean
-from tests.gallery.helpers import brute_force, make_items, scoring, unit_vectors
+from tests.gallery.helpers import (
+    FILTER_CASES,
+    brute_force,
+    item_fields,
+    make_items,
+    passes,
+    scoring,
+    unit_vectors,
+)
 
 DIM = 16
-BACKENDS = ["faiss", "milvus"]
+# Where each backend keeps a test gallery; every registered backend must have an entry (and pass).
+LOCATIONS = {"faiss": lambda tmp: tmp / "gallery", "milvus": lambda tmp: str(tmp / "milvus.db")}
+NEEDS = {"milvus": "milvus_lite"}  # the optional package a backend's tests skip without
+
+
+def test_every_registered_backend_runs_this_suite():
+    assert set(LOCATIONS) == set(BACKENDS)
 
 
 def _location(backend, tmp_path):
-    return tmp_path / "gallery" if backend == "faiss" else str(tmp_path / "milvus.db")
-
-
-def _milvus_store():
-    """The Milvus module, or a skip where the optional ``milvus`` extra is not installed."""
-    pytest.importorskip("milvus_lite")
-    return pytest.importorskip("reid.gallery.milvus_store")
+    return LOCATIONS[backend](tmp_path)
 
 
 def _open(backend, location, **kwargs):
-    expected = FaissGallery if backend == "faiss" else _milvus_store().MilvusGallery
+    if backend in NEEDS:
+        pytest.importorskip(NEEDS[backend])
     gallery = open_gallery(location, backend=backend, **kwargs)
-    assert type(gallery) is expected
+    assert type(gallery.storage) is storage_class(backend)
     return gallery
 
 
@@ -56,18 +74,6 @@ def filled(store):
     vectors = unit_vectors(40, DIM)
     ids = store.add(make_items(vectors), fingerprint="model-a")
     return store, vectors, np.asarray(ids)
-
-
-def _passes(item, f):
-    if f.cameras_in is not None and item.camera_id not in f.cameras_in:
-        return False
-    if item.camera_id is not None and item.camera_id in f.excluded_cameras:
-        return False
-    if f.person_ids is not None and item.person_id not in f.person_ids:
-        return False
-    if f.time_from is not None and item.timestamp < f.time_from:
-        return False
-    return f.time_to is None or item.timestamp <= f.time_to
 
 
 def test_add_get_and_count(filled):
@@ -160,21 +166,10 @@ def test_k_larger_than_the_gallery(filled):
     assert len(store.search(vectors[:1], k=100)[0]) == 40
 
 
-FILTER_CASES = [
-    Filters(cameras_in={0, 2}),
-    Filters(cameras_not_in=[1]),
-    Filters(person_ids={3, 4, 5}),
-    Filters(exclude_camera=0),
-    Filters(time_from=100.0, time_to=250.0),
-    Filters(cameras_in={1}, person_ids=range(6), time_to=300.0),
-    Filters(cameras_in=set()),
-]
-
-
 @pytest.mark.parametrize("filters", FILTER_CASES)
 def test_filters_match_brute_force_on_the_allowed_subset(filled, filters):
     store, vectors, ids = filled
-    keep = np.array([_passes(item, filters) for item in make_items(vectors)])
+    keep = np.array([passes(item, filters) for item in make_items(vectors)])
     queries = unit_vectors(3, DIM, seed=11)
     hits = store.search(queries, k=40, filters=filters)  # the whole allowed subset, in order
     expected = brute_force(vectors[keep], ids[keep], queries, 40) if keep.any() else [([], [])] * 3
@@ -195,27 +190,30 @@ def _assert_names_both_models(error):
     assert "model-b" in str(error)
 
 
-def test_rerank_reorders_the_top_n_candidates(filled):
+def test_rerank_reorders_each_querys_top_n_candidates_on_its_own(filled):
     gallery, vectors, ids = filled
-    queries = unit_vectors(2, 16, seed=4)
+    queries = unit_vectors(3, 16, seed=4)
     config = RerankConfig(k1=4, k2=2, lambda_value=0.3, top_n=12)
     hits = gallery.search(queries, k=5, rerank=config)
-    candidates = [want for want, _ in brute_force(vectors, ids, queries, 12)]
-    union = np.unique(np.concatenate(candidates))
-    g = vectors[np.searchsorted(ids, union)]
-    expected = k_reciprocal_rerank(
-        cosine_to_sq_euclidean(queries @ g.T),
-        cosine_to_sq_euclidean(queries @ queries.T),
-        cosine_to_sq_euclidean(g @ g.T),
-        k1=4,
-        k2=2,
-        lambda_value=0.3,
-    )
     for q, row in enumerate(hits):
-        columns = np.searchsorted(union, candidates[q])
-        order = np.lexsort((candidates[q], expected[q, columns]))[:5]
-        assert [h.id for h in row] == [candidates[q][i] for i in order]
-        np.testing.assert_allclose([h.score for h in row], 1 - expected[q, columns][order], atol=1e-6)
+        (candidates, _), *_ = brute_force(vectors, ids, queries[q : q + 1], 12)
+        g = vectors[np.searchsorted(ids, sorted(candidates))]
+        one = queries[q : q + 1]
+        expected = k_reciprocal_rerank(
+            cosine_to_sq_euclidean(one @ g.T),
+            cosine_to_sq_euclidean(one @ one.T),
+            cosine_to_sq_euclidean(g @ g.T),
+            k1=4,
+            k2=2,
+            lambda_value=0.3,
+        )[0]
+        order = np.lexsort((sorted(candidates), expected))[:5]
+        assert [h.id for h in row] == [sorted(candidates)[i] for i in order]
+        np.testing.assert_allclose([h.score for h in row], 1 - expected[order], atol=1e-6)
+        # A query's hits do not depend on the other queries of the batch.
+        (alone,) = gallery.search(queries[q : q + 1], k=5, rerank=config)
+        assert [h.id for h in alone] == [h.id for h in row]
+        np.testing.assert_allclose([h.score for h in alone], [h.score for h in row], atol=1e-6)
 
 
 def test_fingerprint_and_dim_mismatch_are_refused(filled, backend, location):
@@ -259,43 +257,6 @@ def test_closed_store_refuses_calls(store):
         store.count()
 
 
-def test_milvus_filter_expressions():
-    filter_expression = _milvus_store().filter_expression
-    assert filter_expression(None) == ""
-    assert (
-        filter_expression(Filters(cameras_not_in=[3, 1], exclude_camera=2))
-        == "(not (camera_id in [1, 2, 3]))"
-    )
-    assert filter_expression(Filters(person_ids={5}, time_from=1.5, time_to=2.0)) == (
-        "(person_id in [5]) and (timestamp >= 1.5) and (timestamp <= 2.0)"
-    )
-
-
-def test_open_gallery_refuses_options_of_another_backend(tmp_path):
-    # The overloads reject these calls statically; callers without type checking get a ConfigError.
-    with pytest.raises(ConfigError, match="backend"):
-        open_gallery(tmp_path / "g", dim=DIM, backend="qdrant")  # type: ignore[call-overload]
-    with pytest.raises(ConfigError, match="collection"):
-        open_gallery(tmp_path / "g", dim=DIM, collection="c")  # type: ignore[call-overload]
-    with pytest.raises(ConfigError, match="nprobe"):
-        open_gallery(str(tmp_path / "m.db"), dim=DIM, backend="milvus", nprobe=4)  # type: ignore[call-overload]
-    assert not (tmp_path / "g").exists()
-    assert not (tmp_path / "m.db").exists()
-
-
-def test_milvus_index_kinds(tmp_path):
-    milvus_store = _milvus_store()
-    vectors = unit_vectors(40, DIM)
-    with pytest.raises(ConfigError, match="IVF_PQ"):
-        milvus_store.MilvusGallery.open(str(tmp_path / "m.db"), dim=DIM, index="IVF_PQ")
-    with milvus_store.MilvusGallery.open(str(tmp_path / "m.db"), dim=DIM, index="HNSW") as gallery:
-        gallery.add(make_items(vectors))
-        assert gallery.stats().index == "HNSW"
-        assert [h.key for h in gallery.search(vectors[:2], k=1)[0]] == ["k0"]
-    with pytest.raises(GalleryError, match="HNSW"):
-        milvus_store.MilvusGallery.open(str(tmp_path / "m.db"), index="FLAT")
-
-
 def test_stats_and_export(filled, tmp_path):
     store, vectors, ids = filled
     store.delete([ids[2]])
@@ -310,12 +271,7 @@ def test_stats_and_export(filled, tmp_path):
     assert rows[5] == {
         "row": 5,
         "id": int(ids[6]),
-        "key": "k6",
-        "person_id": 1,
-        "camera_id": None,
-        "source": "/crops/6.jpg",
-        "timestamp": 60.0,
-        "metadata": {"i": 6},
+        **item_fields(key="k6", person_id=1, source="/crops/6.jpg", timestamp=60.0, metadata={"i": 6}),
     }
     assert json.loads((out / "gallery.json").read_text())["count"] == 39
     with pytest.raises(GalleryError, match="already exists"):
@@ -327,35 +283,22 @@ def test_index_kind_names_the_default_exact_index(store, backend):
     assert store.stats().index == store.index_kind
 
 
-def test_milvus_refuses_more_hits_than_it_can_return(tmp_path):
-    limit = pytest.importorskip("reid.gallery").MILVUS_MAX_TOPK
-    with _open("milvus", _location("milvus", tmp_path), dim=DIM) as store:
-        query = unit_vectors(1, DIM)
-        with pytest.raises(ConfigError, match=f"at most {limit}"):
-            store.search(query, k=limit + 1)
-        with pytest.raises(ConfigError, match=f"at most {limit}"):
-            store.search(query, k=10, rerank=RerankConfig(top_n=limit + 1))
+def test_backend_knobs_travel_in_their_own_parameter_object(filled, backend):
+    store, vectors, _ = filled
+    knobs = FaissSearchParams(nprobe=4, ef_search=32)
+    if backend == "faiss":
+        assert store.search(vectors[:1], k=1, params=knobs)[0][0].key == "k0"
+    else:
+        with pytest.raises(ConfigError, match="milvus backend does not take FaissSearchParams"):
+            store.search(vectors[:1], k=1, params=knobs)
 
 
-def test_milvus_refuses_keys_longer_than_its_field_before_reserving_ids(tmp_path):
-    with _open("milvus", _location("milvus", tmp_path), dim=DIM) as store:
-        vector = unit_vectors(1, DIM)[0]
-        with pytest.raises(GalleryError, match="longer than"):
-            store.add([GalleryItem(vector=vector, key="k" * 3000)])
-        assert store.add([GalleryItem(vector=vector, key="short")]) == [1]
-
-
-def test_unreachable_milvus_server_is_unavailable_not_a_crash():
-    _milvus_store()
-    with pytest.raises(GalleryUnavailable, match="Milvus"):
-        open_gallery("http://127.0.0.1:9", backend="milvus", dim=DIM)
-
-
-def test_milvus_indexes_the_fields_that_lookups_and_filters_use(tmp_path):
-    milvus = _milvus_store()
-    with _open("milvus", _location("milvus", tmp_path), dim=DIM) as store:
-        indexes = {
-            name: store._conn.describe_index(store.collection, name)["index_type"]
-            for name in store._conn.list_indexes(store.collection)
-        }
-    assert indexes == {"vector": "FLAT", **dict.fromkeys(milvus.SCALAR_INDEXED, "INVERTED")}
+def test_stats_have_common_fields_and_a_backend_section(filled, backend):
+    store, _, ids = filled
+    stats = store.stats()
+    assert (stats.backend, stats.count, stats.index) == (backend, 40, store.index_kind)
+    if backend == "faiss":
+        assert (stats.details["trained"], stats.details["index_vectors"]) == (True, 40)
+    else:  # nothing FAISS-only made up for Milvus
+        assert stats.details["last_id"] == ids.max()
+        assert not {"trained", "device", "snapshot_seq"} & set(stats.details)

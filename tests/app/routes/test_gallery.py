@@ -8,6 +8,7 @@ import pytest
 from reid.engine import Extractor
 from reid.gallery import BACKENDS
 from tests.app.helpers import b64, files, image_bytes
+from tests.gallery.helpers import item_fields
 
 KEY = "sekret-key"
 
@@ -37,12 +38,7 @@ def test_add_get_delete_round_trip(client, extractor: Extractor):
     stored = client.get(f"/gallery/{first}", params={"include_vector": "true"}).json()
     assert stored | {"vector": None} == {
         "id": first,
-        "key": "a",
-        "person_id": 3,
-        "camera_id": 2,
-        "source": None,
-        "timestamp": None,
-        "metadata": {"zone": "x"},
+        **item_fields(key="a", person_id=3, camera_id=2, metadata={"zone": "x"}),
         "vector": None,
     }
     np.testing.assert_allclose(stored["vector"], extractor.embed([image_bytes(7)])[0], atol=1e-5)

@@ -76,6 +76,10 @@ def test_search_by_embedding_any_scale(filled, extractor):
 @pytest.mark.parametrize(
     ("options", "keep"),
     [
+        ({"cameras_in": [1, 2]}, lambda seed, cam, pid, ts: cam in (1, 2)),
+        ({"cameras_not_in": [1]}, lambda seed, cam, pid, ts: cam != 1),
+        ({"exclude_camera": 3}, lambda seed, cam, pid, ts: cam != 3),
+        # the names the API had before it took the library's, still accepted
         ({"cameras": [1, 2]}, lambda seed, cam, pid, ts: cam in (1, 2)),
         ({"exclude_cameras": [1]}, lambda seed, cam, pid, ts: cam != 1),
         ({"query_camera": 3, "exclude_same_camera": True}, lambda seed, cam, pid, ts: cam != 3),
@@ -137,6 +141,11 @@ def test_empty_gallery_returns_no_hits(client):
         ({"images": [b64(image_bytes(0))], "exclude_same_camera": True}, "invalid_request"),
         ({"images": [b64(image_bytes(0))], "time_from": 5.0, "time_to": 1.0}, "invalid_request"),
         ({"images": [b64(image_bytes(0))], "cameras": [2**63]}, "invalid_request"),
+        ({"images": [b64(image_bytes(0))], "cameras": [1], "cameras_in": [2]}, "invalid_request"),
+        (
+            {"images": [b64(image_bytes(0))], "exclude_camera": 1, "exclude_same_camera": True},
+            "invalid_request",
+        ),
     ],
 )
 def test_invalid_searches_are_422(shared_client, body, code):

@@ -30,13 +30,13 @@ import logging
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, cast
 
 import faiss
 import numpy as np
 
 from reid.errors import ConfigError, GalleryError
+from reid.gallery.backends.faiss.params import FaissSearchParams
 from reid.gallery.ranking import top_k
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,6 @@ OVERFETCH_LIMIT = 2048  # also the largest k older FAISS GPU indexes accept
 BLAS_MAX_QUERIES = 20  # FAISS's own distance_compute_blas_threshold
 _MIN_TRAIN = 1024
 _DEFAULT_EF_SEARCH = 64
-
-
-@dataclass(frozen=True)
-class SearchTuning:
-    """Query-time knobs; ``None`` keeps the gallery's defaults."""
-
-    nprobe: int | None = None
-    ef_search: int | None = None
 
 
 def _unwrap(index: faiss.Index) -> faiss.Index:
@@ -292,16 +284,16 @@ class VectorIndex:
 
     # --- search ---------------------------------------------------------------------------------------
 
-    def _params(self, tuning: SearchTuning, selector: faiss.IDSelector | None) -> Any:
+    def _params(self, knobs: FaissSearchParams, selector: faiss.IDSelector | None) -> Any:
         """Per-call parameters (thread-safe, unlike setting ``nprobe`` on the shared index), or ``None``
         where there is nothing to pass: some kinds (``IndexPQ``) refuse any parameters."""
         params: Any
         if self._nprobe_holder is not None:
             params = faiss.SearchParametersIVF()
-            params.nprobe = tuning.nprobe or self._nprobe_holder.nprobe
+            params.nprobe = knobs.nprobe or self._nprobe_holder.nprobe
         elif self._hnsw is not None:
             params = _faiss.SearchParametersHNSW()
-            params.efSearch = tuning.ef_search or self._hnsw.hnsw.efSearch
+            params.efSearch = knobs.ef_search or self._hnsw.hnsw.efSearch
         elif selector is not None:
             params = faiss.SearchParameters()
         else:
@@ -311,7 +303,7 @@ class VectorIndex:
         return params
 
     def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None, tuning: SearchTuning
+        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None, knobs: FaissSearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids (Q, k), best first; missing results have id -1.
 
@@ -325,11 +317,11 @@ class VectorIndex:
             bitmap = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             try:
-                return self._search(queries, k, self._params(tuning, selector))
+                return self._search(queries, k, self._params(knobs, selector))
             except RuntimeError as exc:
                 logger.info("index %s has no search-time selectors (%s); over-fetching", self.factory, exc)
                 self._selectors_work = False
-        params = self._params(tuning, None)
+        params = self._params(knobs, None)
         if allowed is None:
             return self._search(queries, k, params)
         return self._search_overfetch(queries, k, params, allowed)

@@ -10,15 +10,18 @@ import numpy as np
 import pytest
 
 from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
-from reid.gallery import (
-    FaissGallery,
-    Filters,
-    GalleryItem,
-    GalleryStore,
-    open_gallery,
+from reid.gallery import FaissSearchParams, Filters, GalleryItem, open_gallery
+from reid.gallery.backends.faiss.storage import SNAPSHOT_FILE, FaissStorage
+from reid.gallery.storage import Identity, OpenRequest, Storage
+from tests.gallery.helpers import (
+    FILTER_CASES,
+    brute_force,
+    is_best_first,
+    item_fields,
+    make_items,
+    passes,
+    unit_vectors,
 )
-from reid.gallery.faiss_store import SNAPSHOT_FILE
-from tests.gallery.helpers import brute_force, is_best_first, make_items, unit_vectors
 
 
 def _ids(hits):
@@ -60,37 +63,12 @@ def test_identical_vectors_rank_by_id_and_the_lowest_ids_make_the_cut(gallery_di
         assert _ids(gallery.search(vector[None], k=k)) == [ids[:k]]
 
 
-FILTER_CASES = [
-    Filters(cameras_in={0, 2}),
-    Filters(cameras_not_in=[1]),
-    Filters(person_ids={3, 4, 5}),
-    Filters(exclude_camera=0),
-    Filters(time_from=200.0, time_to=600.0),
-    Filters(time_from=900.0),
-    Filters(cameras_in={1}, person_ids=range(10), time_to=500.0),
-    Filters(cameras_in=set()),
-]
-
-
-def _passes(item, f):
-    """Reference filter semantics, written out per field (see Filters' docstring)."""
-    cam, pid, ts = item.camera_id, item.person_id, item.timestamp
-    return (
-        (f.cameras_in is None or cam in f.cameras_in)
-        and (cam is None or cam not in (f.cameras_not_in or set()))
-        and (f.exclude_camera is None or cam != f.exclude_camera)
-        and (f.person_ids is None or pid in f.person_ids)
-        and (f.time_from is None or (ts is not None and ts >= f.time_from))
-        and (f.time_to is None or (ts is not None and ts <= f.time_to))
-    )
-
-
 @pytest.mark.parametrize("n_queries", [4, 24])
 @pytest.mark.parametrize("filters", FILTER_CASES)
 def test_filters_match_brute_force_on_the_allowed_subset(filled, filters, n_queries):
     gallery, vectors, ids = filled
     items = make_items(vectors)
-    keep = np.array([_passes(item, filters) for item in items])
+    keep = np.array([passes(item, filters) for item in items])
     queries = unit_vectors(n_queries, 16, seed=2)
     hits = gallery.search(queries, k=8, filters=filters)
     expected = brute_force(vectors[keep], ids[keep], queries, 8)
@@ -103,7 +81,7 @@ def test_one_filter_per_query(filled):
     hits = gallery.search(vectors[:3], k=5, filters=per_query)
     items = make_items(vectors)
     for q, f in enumerate(per_query):
-        keep = np.array([_passes(item, f) for item in items])
+        keep = np.array([passes(item, f) for item in items])
         assert _ids(hits)[q] == brute_force(vectors[keep], ids[keep], vectors[q : q + 1], 5)[0][0]
     with pytest.raises(ConfigError, match="one per query"):
         gallery.search(vectors[:3], k=5, filters=per_query[:2])
@@ -245,17 +223,18 @@ def test_stats_and_snapshot_bookkeeping(filled, gallery_dir):
     gallery, _, ids = filled
     stats = gallery.stats()
     assert (stats.count, stats.dim, stats.fingerprint, stats.index) == (120, 16, "model-a", "Flat")
-    assert (stats.trained, stats.index_vectors, stats.device) == (True, 120, "cpu")
-    assert stats.last_seq == 1
-    assert stats.snapshot_seq is None
+    details = stats.details
+    assert (details["trained"], details["index_vectors"], details["device"]) == (True, 120, "cpu")
+    assert details["last_seq"] == 1
+    assert details["snapshot_seq"] is None
     gallery.save()
     gallery.delete([ids[0]])
-    stats = gallery.stats()
-    assert (stats.last_seq, stats.snapshot_seq) == (2, 1)
-    assert stats.disk_bytes > 120 * 16 * 4
+    details = gallery.stats().details
+    assert (details["last_seq"], details["snapshot_seq"]) == (2, 1)
+    assert details["disk_bytes"] > 120 * 16 * 4
     gallery.close()
     with open_gallery(gallery_dir) as reopened:
-        assert reopened.stats().snapshot_seq == 2
+        assert reopened.stats().details["snapshot_seq"] == 2
 
 
 def test_export(filled, tmp_path):
@@ -269,12 +248,9 @@ def test_export(filled, tmp_path):
     assert lines[0] == {
         "row": 0,
         "id": int(ids[1]),
-        "key": "k1",
-        "person_id": 0,
-        "camera_id": 1,
-        "source": "/crops/1.jpg",
-        "timestamp": 10.0,
-        "metadata": {"i": 1},
+        **item_fields(
+            key="k1", person_id=0, camera_id=1, source="/crops/1.jpg", timestamp=10.0, metadata={"i": 1}
+        ),
     }
     summary = json.loads((out / "gallery.json").read_text())
     assert summary == {"dim": 16, "fingerprint": "model-a", "index": "Flat", "count": 119}
@@ -287,7 +263,7 @@ def test_corrupt_snapshot_is_rebuilt_from_the_database(filled, gallery_dir):
     gallery.close()
     (gallery_dir / SNAPSHOT_FILE).write_bytes(b"REIDSNAP garbage")
     with open_gallery(gallery_dir) as reopened:
-        assert reopened.stats().index_vectors == 120
+        assert reopened.stats().details["index_vectors"] == 120
         assert _ids(reopened.search(vectors[:3], k=1)) == [[i] for i in ids[:3]]
 
 
@@ -327,13 +303,13 @@ def test_concurrent_readers_and_a_writer(filled):
         thread.join()
     assert errors == []
     assert gallery.count() == 120  # every add was matched by a delete
-    assert gallery.stats().index_vectors == 120
+    assert gallery.stats().details["index_vectors"] == 120
 
 
-def test_open_classmethod_matches_the_protocol(gallery_dir):
-    with FaissGallery.open(gallery_dir, dim=4) as gallery:
-        store: GalleryStore = gallery  # mypy checks FaissGallery against the protocol here
-        assert (store.dim, store.fingerprint, gallery.index_kind) == (4, None, "Flat")
+def test_storage_matches_the_protocol(gallery_dir):
+    storage: Storage = FaissStorage.open(OpenRequest(gallery_dir, dim=4))  # mypy checks it against Storage
+    assert storage.identity == Identity(dim=4, fingerprint=None, index="Flat")
+    storage.close()
 
 
 # --- durability -------------------------------------------------------------------------------------
@@ -374,6 +350,7 @@ for index in sys.argv[2:]:
 os._exit(0)
 """
 REPLAY_KINDS = ("Flat", "HNSW16", "IVF2,Flat")
+EXHAUSTIVE = FaissSearchParams(nprobe=64)
 
 
 def _child(code, *args, **popen):
@@ -383,13 +360,13 @@ def _child(code, *args, **popen):
 
 def _assert_index_matches_metadata(gallery, out_dir):
     """Every stored item is in the index and found by its own vector; nothing else is."""
-    assert gallery.stats().index_vectors >= gallery.count()
+    assert gallery.stats().details["index_vectors"] >= gallery.count()
     exported = gallery.export(out_dir)
     vectors = np.load(exported / "vectors.npy")
     ids = [json.loads(line)["id"] for line in (exported / "items.jsonl").read_text().splitlines()]
     assert len(ids) == gallery.count()
-    assert _ids(gallery.search(vectors, k=1, nprobe=64)) == [[i] for i in ids]
-    assert sorted(_ids(gallery.search(vectors[:1], k=len(ids) + 5, nprobe=64))[0]) == sorted(ids)
+    assert _ids(gallery.search(vectors, k=1, params=EXHAUSTIVE)) == [[i] for i in ids]
+    assert sorted(_ids(gallery.search(vectors[:1], k=len(ids) + 5, params=EXHAUSTIVE))[0]) == sorted(ids)
 
 
 def test_acknowledged_adds_survive_sigkill(gallery_dir, tmp_path):
@@ -418,12 +395,13 @@ def test_changes_after_the_last_snapshot_are_replayed(tmp_path):
     for index in REPLAY_KINDS:
         with open_gallery(tmp_path / index) as gallery:
             assert gallery.count() == 30
-            assert gallery.stats().snapshot_seq is None  # the snapshot lagged behind the database
+            assert gallery.stats().details["snapshot_seq"] is None  # the snapshot lagged behind the database
             with pytest.raises(NotFound):
                 gallery.lookup(["c0"])
             _assert_index_matches_metadata(gallery, tmp_path / "check1" / index)
         with open_gallery(tmp_path / index) as gallery:  # closing wrote a current snapshot
-            assert gallery.stats().snapshot_seq == gallery.stats().last_seq
+            details = gallery.stats().details
+            assert details["snapshot_seq"] == details["last_seq"]
             _assert_index_matches_metadata(gallery, tmp_path / "check2" / index)
 
 
@@ -437,3 +415,22 @@ def test_existing_keys_returns_the_held_subset(tmp_path) -> None:
         gallery.add([GalleryItem(vector=v, key=f"k{i}") for i, v in enumerate(vectors)])
         assert gallery.existing_keys(["k0", "nope", "k2"]) == {"k0", "k2"}
         assert gallery.existing_keys([]) == set()
+
+
+def test_a_gallery_written_before_the_item_schema_opens_and_migrates(gallery_dir, write_v1_database):
+    vectors = unit_vectors(6, 8)
+    gallery_dir.mkdir()
+    write_v1_database(gallery_dir / "gallery.sqlite", vectors, with_source=False)
+    with open_gallery(gallery_dir, dim=8, fingerprint="m") as gallery:  # no snapshot: rebuilt
+        (hit,) = gallery.search(vectors[4:5], k=1)[0]
+        assert (hit.id, hit.key, hit.camera_id, hit.source, dict(hit.metadata)) == (
+            5,
+            "k4",
+            0,
+            None,
+            {"i": 4},
+        )
+        (new_id,) = gallery.upsert([GalleryItem(vector=vectors[0], key="k0", source="/crops/0.jpg")])
+        assert gallery.get([new_id])[0].source == "/crops/0.jpg"
+    with open_gallery(gallery_dir, read_only=True) as gallery:
+        assert gallery.count() == 6

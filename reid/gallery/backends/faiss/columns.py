@@ -11,8 +11,8 @@ from collections.abc import Collection
 
 import numpy as np
 
-from reid.gallery.metadata import FilterColumnsData
-from reid.gallery.store import Filters
+from reid.gallery.backends.faiss.metadata import FilterColumnsData
+from reid.gallery.filters import Filters
 
 
 def _isin(column: np.ndarray, values: Collection[int]) -> np.ndarray:

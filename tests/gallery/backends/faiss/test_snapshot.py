@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from reid.errors import GalleryError
-from reid.gallery.snapshot import read_header, read_snapshot, write_snapshot
+from reid.gallery.backends.faiss.snapshot import read_header, read_snapshot, write_snapshot
 from tests.gallery.helpers import unit_vectors
 
 

@@ -8,6 +8,10 @@ Ids come from ``AUTOINCREMENT`` and are never reused, so an id names one vector 
 the FAISS snapshot be reconciled by id sets alone. ``last_seq`` in the meta table counts write
 transactions; a snapshot taken at the same ``last_seq`` needs no reconciliation.
 
+The ``items`` table has a column per field of the item schema (:mod:`reid.gallery.items`). A gallery
+written before a field was declared gains its column when it is next opened for writing (the
+migration: ``ALTER TABLE ... ADD COLUMN``; old items read the field as ``None``).
+
 Writes go through one connection guarded by the caller's write lock; reads use one connection per
 thread (WAL readers never block each other or the writer).
 """
@@ -16,10 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from reid.errors import GalleryError, NotFound
-from reid.gallery.store import GalleryItem, GalleryRecord
+from reid.gallery.items import FIELD_NAMES, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +38,26 @@ FORMAT_VERSION = 1
 VECTOR_DTYPE = np.dtype("<f4")
 # Stay well below SQLite's bound-parameter limit (999 before 3.32).
 _CHUNK = 900
+_SQL_TYPES = {"int": "INTEGER", "float": "REAL", "text": "TEXT", "json": "TEXT NOT NULL DEFAULT '{}'"}
+_ROW_COLUMNS = ", ".join(("id", *FIELD_NAMES))
+_JSON_FIELDS = frozenset(f.name for f in ITEM_FIELDS if f.kind == "json")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT UNIQUE,
-    person_id INTEGER,
-    camera_id INTEGER,
-    source TEXT,
-    timestamp REAL,
-    metadata TEXT NOT NULL,
-    vector BLOB NOT NULL
-);
-"""
-_ROW_COLUMNS = "id, key, person_id, camera_id, source, timestamp, metadata"
+
+def _column(spec: FieldSpec) -> str:
+    return f"{spec.name} {_SQL_TYPES[spec.kind]}"
+
+
+def _unique_index(spec: FieldSpec) -> str:
+    return f"CREATE UNIQUE INDEX IF NOT EXISTS items_{spec.name} ON items ({spec.name})"
+
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    + ", ".join(_column(spec) for spec in ITEM_FIELDS)
+    + ", vector BLOB NOT NULL)",
+    *(_unique_index(spec) for spec in ITEM_FIELDS if spec.unique),
+]
 
 
 @dataclass(frozen=True)
@@ -66,19 +74,6 @@ class GalleryMeta:
 
 
 @dataclass(frozen=True)
-class ItemRow:
-    """An item's metadata without its vector (what search hits need)."""
-
-    id: int
-    key: str | None
-    person_id: int | None
-    camera_id: int | None
-    source: str | None
-    timestamp: float | None
-    metadata: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class FilterColumnsData:
     """The columns search filters need, for every item, as arrays aligned on ``ids``."""
 
@@ -88,47 +83,14 @@ class FilterColumnsData:
     timestamps: np.ndarray
 
 
-def _optional(value: Any, cast: type, name: str, key: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return cast(value)
-    except (TypeError, ValueError) as exc:
-        raise GalleryError(f"item {key!r}: {name} must be {cast.__name__}, got {value!r}") from exc
+def _params(item_id: int, row: ItemValues, vector: np.ndarray) -> tuple[Any, ...]:
+    values = (json.dumps(row[n], sort_keys=True) if n in _JSON_FIELDS else row[n] for n in FIELD_NAMES)
+    return (item_id, *values, vector.astype(VECTOR_DTYPE, copy=False).tobytes())
 
 
-def _item_params(item_id: int, item: GalleryItem, vector: np.ndarray) -> tuple[Any, ...]:
-    if item.key is not None and not isinstance(item.key, str):
-        raise GalleryError(f"item key must be a string, got {item.key!r}")
-    timestamp = _optional(item.timestamp, float, "timestamp", item.key)
-    if timestamp is not None and not math.isfinite(timestamp):
-        raise GalleryError(f"item {item.key!r}: timestamp must be finite, got {timestamp}")
-    try:
-        metadata = json.dumps(dict(item.metadata), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise GalleryError(f"item {item.key!r}: metadata is not JSON-serialisable: {exc}") from exc
-    return (
-        item_id,
-        item.key,
-        _optional(item.person_id, int, "person_id", item.key),
-        _optional(item.camera_id, int, "camera_id", item.key),
-        _optional(item.source, str, "source", item.key),
-        timestamp,
-        metadata,
-        vector.astype(VECTOR_DTYPE, copy=False).tobytes(),
-    )
-
-
-def _row(values: Sequence[Any]) -> ItemRow:
-    return ItemRow(
-        id=values[0],
-        key=values[1],
-        person_id=values[2],
-        camera_id=values[3],
-        source=values[4],
-        timestamp=values[5],
-        metadata=json.loads(values[6]),
-    )
+def _row(values: Sequence[Any]) -> ItemValues:
+    named = zip(FIELD_NAMES, values[1:], strict=True)
+    return {name: json.loads(value) if name in _JSON_FIELDS else value for name, value in named}
 
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -154,6 +116,7 @@ class MetadataDB:
         if create is not None and not self._has_schema():
             self._initialise(create)
         self.meta = self._read_meta()
+        self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -176,7 +139,7 @@ class MetadataDB:
 
     def _initialise(self, meta: GalleryMeta) -> None:
         with self._transaction() as conn:
-            for statement in _SCHEMA.strip().split(";\n"):
+            for statement in _SCHEMA:
                 conn.execute(statement)
             values = {
                 "format_version": str(FORMAT_VERSION),
@@ -205,6 +168,25 @@ class MetadataDB:
             index=values["index"],
             train_size=json.loads(values["train_size"]),
         )
+
+    def _migrate(self) -> None:
+        """Add the columns of fields declared after this gallery was written (see the module docstring)."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(items)")}
+        missing = [spec for spec in ITEM_FIELDS if spec.name not in present]
+        if not missing:
+            return
+        names = [spec.name for spec in missing]
+        if self.read_only:
+            raise GalleryError(
+                f"gallery {self.path.parent} predates the item fields {names}; open it once for writing to "
+                "migrate it"
+            )
+        with self._transaction() as conn:
+            for spec in missing:
+                conn.execute(f"ALTER TABLE items ADD COLUMN {_column(spec)}")
+                if spec.unique:
+                    conn.execute(_unique_index(spec))
+        logger.info("gallery %s: added item fields %s", self.path.parent, names)
 
     class _Transaction:
         def __init__(self, conn: sqlite3.Connection) -> None:
@@ -250,37 +232,25 @@ class MetadataDB:
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def insert(
-        self, items: Sequence[GalleryItem], vectors: np.ndarray, *, replace_keys: bool
-    ) -> tuple[list[int], list[int]]:
-        """Insert ``items`` (with ``vectors`` already checked) in one transaction.
-
-        With ``replace_keys`` existing items with the same keys are deleted first (upsert); without it a
-        key that exists is an error. Returns ``(new ids, deleted ids)``.
-        """
-        keys = [item.key for item in items if item.key is not None]
-        if len(set(keys)) != len(keys):
-            duplicate = next(key for key in keys if keys.count(key) > 1)
-            raise GalleryError(f"key {duplicate!r} appears more than once in one write")
+    def insert(self, rows: Sequence[ItemValues], vectors: np.ndarray, replaced: Sequence[int]) -> list[int]:
+        """In one transaction: delete the ``replaced`` ids, insert ``rows`` with their (checked)
+        ``vectors``; returns the new ids."""
         with self._transaction() as conn:
-            existing = self._ids_of_keys(conn, keys)
-            if existing and not replace_keys:
-                key, item_id = next(iter(existing.items()))
-                raise GalleryError(f"key {key!r} already exists (id {item_id}); use upsert to replace it")
-            removed = sorted(existing.values())
-            for chunk in _chunks(removed):
+            for chunk in _chunks(replaced):
                 conn.execute(f"DELETE FROM items WHERE id IN ({_placeholders(len(chunk))})", chunk)
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
             first = (row[0] if row else 0) + 1
-            ids = list(range(first, first + len(items)))
-            params = [_item_params(i, item, v) for i, item, v in zip(ids, items, vectors, strict=True)]
-            conn.executemany(
-                "INSERT INTO items (id, key, person_id, camera_id, source, timestamp, metadata, vector)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
+            ids = list(range(first, first + len(rows)))
+            params = [_params(i, values, v) for i, values, v in zip(ids, rows, vectors, strict=True)]
+            try:
+                conn.executemany(
+                    f"INSERT INTO items ({_ROW_COLUMNS}, vector) VALUES ({_placeholders(len(params[0]))})",
+                    params,
+                )
+            except sqlite3.IntegrityError as exc:  # the core checks keys first; this is the last guard
+                raise GalleryError(f"gallery {self.path.parent}: {exc}") from exc
             self._bump_seq(conn)
-        return ids, removed
+        return ids
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete ``ids`` atomically; any unknown id raises :class:`NotFound` and nothing is deleted."""
@@ -294,11 +264,12 @@ class MetadataDB:
 
     # --- reads ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _ids_of_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
+    def ids_by_key(self, keys: Sequence[str]) -> dict[str, int]:
+        """The ids of the keys that exist."""
         found: dict[str, int] = {}
+        conn = self._reader()
         for chunk in _chunks(keys):
-            sql = f"SELECT key, id FROM items WHERE key IN ({_placeholders(len(chunk))})"
+            sql = f"SELECT {KEY_FIELD}, id FROM items WHERE {KEY_FIELD} IN ({_placeholders(len(chunk))})"
             found.update(conn.execute(sql, chunk).fetchall())
         return found
 
@@ -313,20 +284,14 @@ class MetadataDB:
     def count(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
-    def existing_keys(self, keys: Sequence[str]) -> set[str]:
-        return set(self._ids_of_keys(self._reader(), keys))
+    def all_ids(self) -> np.ndarray:
+        rows = self._reader().execute("SELECT id FROM items ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def lookup(self, keys: Sequence[str]) -> list[int]:
-        found = self._ids_of_keys(self._reader(), keys)
-        missing = [key for key in keys if key not in found]
-        if missing:
-            raise NotFound(f"no gallery item with key {', '.join(map(repr, missing[:10]))}")
-        return [found[key] for key in keys]
-
-    def rows(self, ids: Iterable[int]) -> dict[int, ItemRow]:
-        """Metadata of the ids that exist, by id."""
+    def rows(self, ids: Iterable[int]) -> dict[int, ItemValues]:
+        """The fields of the ids that exist, by id."""
         unique = sorted(set(ids))
-        found: dict[int, ItemRow] = {}
+        found: dict[int, ItemValues] = {}
         conn = self._reader()
         for chunk in _chunks(unique):
             sql = f"SELECT {_ROW_COLUMNS} FROM items WHERE id IN ({_placeholders(len(chunk))})"
@@ -348,14 +313,6 @@ class MetadataDB:
     def _decode(self, blobs: Sequence[bytes]) -> np.ndarray:
         return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), self.meta.dim)
 
-    def records(self, ids: Sequence[int]) -> list[GalleryRecord]:
-        rows = self.rows(ids)
-        missing = [i for i in ids if i not in rows]
-        if missing:
-            raise NotFound(f"no gallery item with id {', '.join(map(str, missing[:10]))}")
-        vectors = self.vectors(ids)
-        return [GalleryRecord(vector=vector, **vars(rows[i])) for i, vector in zip(ids, vectors, strict=True)]
-
     def iter_vectors(
         self, *, ids: np.ndarray | None = None, chunk: int = 4096
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -373,13 +330,6 @@ class MetadataDB:
             batch = conn.execute(sql, part).fetchall()
             if batch:
                 yield np.array([r[0] for r in batch], dtype=np.int64), self._decode([r[1] for r in batch])
-
-    def iter_rows(self, chunk: int = 4096) -> Iterator[tuple[ItemRow, np.ndarray]]:
-        """Every item with its vector, in id order (for export)."""
-        cursor = self._reader().execute(f"SELECT {_ROW_COLUMNS}, vector FROM items ORDER BY id")
-        while batch := cursor.fetchmany(chunk):
-            vectors = self._decode([r[7] for r in batch])
-            yield from zip((_row(r) for r in batch), vectors, strict=True)
 
     def filter_columns(self) -> FilterColumnsData:
         rows = self._reader().execute("SELECT id, person_id, camera_id, timestamp FROM items").fetchall()

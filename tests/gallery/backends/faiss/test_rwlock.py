@@ -1,7 +1,7 @@
 import threading
 import time
 
-from reid.gallery.rwlock import ReadWriteLock
+from reid.gallery.backends.faiss.rwlock import ReadWriteLock
 
 
 def test_readers_share_writers_exclude():

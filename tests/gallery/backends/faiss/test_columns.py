@@ -1,8 +1,8 @@
 import numpy as np
 
 from reid.gallery import Filters
-from reid.gallery.filtering import FilterColumns
-from reid.gallery.metadata import FilterColumnsData
+from reid.gallery.backends.faiss.columns import FilterColumns
+from reid.gallery.backends.faiss.metadata import FilterColumnsData
 
 NAN = np.nan
 
@@ -58,10 +58,3 @@ def test_deleted_ids_never_pass_and_columns_grow():
     )
     assert _allowed(columns, Filters(person_ids={7})) == [2, 1000]
     assert columns.live_count == 5
-
-
-def test_filters_normalise_and_hash():
-    assert Filters(cameras_in=[1, 2]) == Filters(cameras_in=frozenset({2, 1}))
-    assert hash(Filters(person_ids=range(3))) == hash(Filters(person_ids={0, 1, 2}))
-    assert Filters().is_empty
-    assert not Filters(exclude_camera=0).is_empty

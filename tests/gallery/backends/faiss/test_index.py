@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 
 from reid.errors import ConfigError, GalleryError
-from reid.gallery.index import SearchTuning, VectorIndex, build_index, default_train_size
+from reid.gallery.backends.faiss.index import VectorIndex, build_index, default_train_size
+from reid.gallery.backends.faiss.params import FaissSearchParams
 from tests.gallery.helpers import brute_force, unit_vectors
 
 DIM = 16
-NO_TUNING = SearchTuning()
+NO_TUNING = FaissSearchParams()
 
 
 def _filled(factory, n=300, **kwargs):
@@ -44,9 +45,9 @@ def test_ivf_pq_skips_polysemous_training():
 
 # Kinds whose search can be made exact here: Flat, IVF probing every list, HNSW over a small graph.
 EXACT_KINDS = [
-    ("Flat", SearchTuning()),
-    ("IVF4,Flat", SearchTuning(nprobe=4)),
-    ("HNSW16", SearchTuning(ef_search=300)),
+    ("Flat", FaissSearchParams()),
+    ("IVF4,Flat", FaissSearchParams(nprobe=4)),
+    ("HNSW16", FaissSearchParams(ef_search=300)),
 ]
 
 
@@ -57,7 +58,7 @@ def test_filtered_search_equals_brute_force(factory, tuning, n_queries):
     allowed = np.zeros(ids.max() + 1, dtype=bool)
     allowed[ids[ids % 3 == 0]] = True
     queries = unit_vectors(n_queries, DIM, seed=1)
-    scores, found = index.search(queries, 7, allowed=allowed, tuning=tuning)
+    scores, found = index.search(queries, 7, allowed=allowed, knobs=tuning)
     keep = allowed[ids]
     expected = brute_force(vectors[keep], ids[keep], queries, 7)
     assert found.tolist() == [want for want, _ in expected]
@@ -70,7 +71,7 @@ def test_nprobe_changes_ivf_recall():
     expected = [want for want, _ in brute_force(vectors, ids, queries, 10)]
 
     def recall(nprobe):
-        _, found = index.search(queries, 10, allowed=None, tuning=SearchTuning(nprobe=nprobe))
+        _, found = index.search(queries, 10, allowed=None, knobs=FaissSearchParams(nprobe=nprobe))
         return np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), expected, strict=True)])
 
     assert recall(16) == 1.0
@@ -83,10 +84,10 @@ def test_indexes_without_selectors_over_fetch():
     queries = unit_vectors(3, DIM, seed=3)
     allowed = np.zeros(ids.max() + 1, dtype=bool)
     allowed[ids[::5]] = True
-    _, found = index.search(queries, 6, allowed=allowed, tuning=NO_TUNING)
+    _, found = index.search(queries, 6, allowed=allowed, knobs=NO_TUNING)
     assert not index._selectors_work  # IndexPQ refused the IDSelector
     # The over-fetch result is the unfiltered PQ ranking with disallowed ids dropped.
-    _, ranking = index.search(queries, len(ids), allowed=None, tuning=NO_TUNING)
+    _, ranking = index.search(queries, len(ids), allowed=None, knobs=NO_TUNING)
     for row, full in zip(found, ranking, strict=True):
         assert row.tolist() == [i for i in full if allowed[i]][:6]
 
@@ -95,7 +96,7 @@ def test_overfetch_returns_fewer_hits_when_few_pass():
     index, _, ids = _filled("PQ4x4np", n=1200)
     allowed = np.zeros(ids.max() + 1, dtype=bool)
     allowed[ids[:2]] = True
-    _, found = index.search(unit_vectors(1, DIM, seed=4), 5, allowed=allowed, tuning=NO_TUNING)
+    _, found = index.search(unit_vectors(1, DIM, seed=4), 5, allowed=allowed, knobs=NO_TUNING)
     assert sorted(found[0][found[0] >= 0].tolist()) == ids[:2].tolist()
     assert (found[0] == -1).sum() == 3
 
@@ -115,7 +116,7 @@ def test_training_waits_for_train_size_and_stays_exact_before():
     index.add(vectors[:60], np.arange(1, 61))
     assert not index.is_trained
     assert index.ntotal == 60
-    _, found = index.search(vectors[:3], 1, allowed=None, tuning=NO_TUNING)
+    _, found = index.search(vectors[:3], 1, allowed=None, knobs=NO_TUNING)
     assert found[:, 0].tolist() == [1, 2, 3]
     index.add(vectors[60:], np.arange(61, 151))
     assert index.is_trained
@@ -148,12 +149,12 @@ def test_gpu_index_matches_cpu():
         pytest.skip("FAISS sees no GPU")
     index, _, ids = _filled("Flat")
     queries = unit_vectors(5, DIM, seed=1)
-    _, on_cpu = index.search(queries, 5, allowed=None, tuning=NO_TUNING)
+    _, on_cpu = index.search(queries, 5, allowed=None, knobs=NO_TUNING)
     index.use_gpu(True)
     assert index.device == "gpu"
-    _, on_gpu = index.search(queries, 5, allowed=None, tuning=NO_TUNING)
+    _, on_gpu = index.search(queries, 5, allowed=None, knobs=NO_TUNING)
     assert on_gpu.tolist() == on_cpu.tolist()
     allowed = np.zeros(ids.max() + 1, dtype=bool)
     allowed[ids[::2]] = True
-    _, filtered = index.search(queries, 5, allowed=allowed, tuning=NO_TUNING)
+    _, filtered = index.search(queries, 5, allowed=allowed, knobs=NO_TUNING)
     assert allowed[filtered].all()

@@ -1,0 +1,307 @@
+"""The gallery core: what a gallery means, the same on every backend.
+
+:class:`GalleryStore` owns identity (dimension, model fingerprint, the first fingerprint recorded while
+empty), validation (unit vectors, keys, field values, the backend's text limits), upsert by key,
+filters (one backend call per distinct filter), k-reciprocal re-ranking (each query on its own),
+the order of hits (:func:`~reid.gallery.ranking.best_first`), export and stats. A backend only stores:
+see :class:`~reid.gallery.storage.Storage`. Vectors are L2-normalised float32 embeddings and scores
+are inner products (cosine similarity).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
+from reid.gallery.filters import Filters, group_queries
+from reid.gallery.items import (
+    KEY_FIELD,
+    GalleryItem,
+    GalleryRecord,
+    Hit,
+    ItemValues,
+    check_text_lengths,
+    item_values,
+)
+from reid.gallery.ranking import best_first
+from reid.gallery.rerank import RerankConfig, rerank_candidates
+from reid.gallery.storage import SearchParams, Storage
+from reid.gallery.vectors import as_unit_matrix, check_fingerprint, check_k, export_dir, item_matrix
+
+EXPORT_CHUNK = 1000  # items per storage read while exporting
+
+
+@dataclass(frozen=True)
+class GalleryStats:
+    """What ``reid gallery stats`` and ``GET /gallery/stats`` report: the fields every backend has, and
+    ``details`` in the backend's own terms (FAISS: training, device, snapshot; Milvus: its id counter)."""
+
+    backend: str
+    count: int
+    dim: int
+    fingerprint: str | None
+    index: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "details": dict(self.details)}
+
+
+def _unique_ids(ids: Iterable[int]) -> list[int]:
+    return sorted({int(i) for i in ids})
+
+
+def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best ``(id, score)`` of one query's candidates (``-1`` ids pad), best first."""
+    found = ids >= 0
+    scores, ids = scores[found], ids[found]
+    return [(int(ids[i]), float(scores[i])) for i in best_first(scores, ids)[:k]]
+
+
+def _hits(top: list[tuple[int, float]], rows: Mapping[int, ItemValues]) -> list[Hit]:
+    missing = [i for i, _ in top if i not in rows]
+    if missing:
+        raise GalleryError(f"index and metadata disagree: ids {missing[:10]} have no metadata row")
+    return [Hit(id=i, score=score, **rows[i]) for i, score in top]
+
+
+def _not_found(what: str, missing: Sequence[Any]) -> NotFound:
+    return NotFound(f"no gallery item with {what} {', '.join(map(repr, missing[:10]))}")
+
+
+class GalleryStore:
+    """A durable vector store with metadata, over one backend's :class:`Storage`.
+
+    Writes are atomic per call and durable once they return. ``fingerprint`` arguments, when given, must
+    equal the gallery's model fingerprint (:class:`ModelMismatch` otherwise); vectors of the wrong
+    dimension raise ``ModelMismatch`` too. Open one with :func:`reid.gallery.open_gallery`.
+    """
+
+    def __init__(self, storage: Storage, *, dim: int | None = None, fingerprint: str | None = None) -> None:
+        """Wrap ``storage``, checking that it holds ``dim``-d embeddings of ``fingerprint`` (when given)."""
+        self.storage = storage
+        try:
+            self._check_identity(dim, fingerprint)
+        except BaseException:
+            storage.close()
+            raise
+
+    def _check_identity(self, dim: int | None, fingerprint: str | None) -> None:
+        where = self.storage.where
+        if dim is not None and dim != self.dim:
+            raise ModelMismatch(f"{where} holds {self.dim}-d embeddings, not {dim}-d")
+        if fingerprint is None or fingerprint == self.fingerprint:
+            return
+        if self.fingerprint is None and self.storage.writable and self.count() == 0:
+            self.storage.record_fingerprint(fingerprint)
+            return
+        raise ModelMismatch(f"{where} was built with model {self.fingerprint!r}, not {fingerprint!r}")
+
+    # --- identity -------------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self.storage.backend
+
+    @property
+    def dim(self) -> int:
+        return self.storage.identity.dim
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.storage.identity.fingerprint
+
+    @property
+    def index_kind(self) -> str:
+        """The index in use, in the backend's own terms (a FAISS factory string, a Milvus index type)."""
+        return self.storage.identity.index
+
+    # --- writes ---------------------------------------------------------------------------------------
+
+    def _write(self, items: Sequence[GalleryItem], fingerprint: str | None, *, replace: bool) -> list[int]:
+        check_fingerprint(self.fingerprint, fingerprint)
+        items = list(items)
+        if not items:
+            return []
+        vectors = item_matrix(items, self.dim)
+        rows = [item_values(item) for item in items]
+        for row in rows:
+            check_text_lengths(row, self.storage.text_limits, self.backend)
+        keys = [row[KEY_FIELD] for row in rows if row[KEY_FIELD] is not None]
+        repeated = [key for key, n in Counter(keys).items() if n > 1]
+        if repeated:
+            raise GalleryError(f"key {repeated[0]!r} appears more than once in one write")
+        with self.storage.writing():
+            held = self.storage.ids_by_key(keys)
+            if held and not replace:
+                key = next(key for key in keys if key in held)
+                raise GalleryError(f"key {key!r} already exists (id {held[key]}); use upsert to replace it")
+            return self.storage.write(rows, vectors, sorted(held.values()))
+
+    def add(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
+        """Store new items and return their ids. A key that already exists raises ``GalleryError``."""
+        return self._write(items, fingerprint, replace=False)
+
+    def upsert(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
+        """Insert or replace items by key (every item needs a key) and return their ids. A replaced item
+        gets a new id: ids are never reused."""
+        missing = [i for i, item in enumerate(items) if item.key is None]
+        if missing:
+            raise GalleryError(f"upsert needs a key on every item; item {missing[0]} has none")
+        return self._write(items, fingerprint, replace=True)
+
+    def delete(self, ids: Iterable[int]) -> None:
+        """Remove items; an unknown id raises :class:`NotFound` and nothing is removed."""
+        unique = _unique_ids(ids)
+        if not unique:
+            return
+        with self.storage.writing():
+            found = self.storage.rows(unique)
+            missing = [i for i in unique if i not in found]
+            if missing:
+                raise _not_found("id", missing)
+            self.storage.delete(unique)
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        with self.storage.reading():
+            return self.storage.count()
+
+    def existing_keys(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that the gallery holds."""
+        with self.storage.reading():
+            return set(self.storage.ids_by_key(list(keys)))
+
+    def lookup(self, keys: Iterable[str]) -> list[int]:
+        """The ids of these keys, in order; an unknown key raises :class:`NotFound`."""
+        keys = list(keys)
+        with self.storage.reading():
+            found = self.storage.ids_by_key(keys)
+        missing = [key for key in keys if key not in found]
+        if missing:
+            raise _not_found("key", missing)
+        return [found[key] for key in keys]
+
+    def _records(self, ids: list[int]) -> list[GalleryRecord]:
+        """Caller holds ``reading()``."""
+        rows = self.storage.rows(ids)
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise _not_found("id", missing)
+        vectors = self.storage.vectors(ids)
+        return [GalleryRecord(id=i, vector=v, **rows[i]) for i, v in zip(ids, vectors, strict=True)]
+
+    def get(self, ids: Iterable[int]) -> list[GalleryRecord]:
+        """The stored items, in the order asked; an unknown id raises :class:`NotFound`."""
+        with self.storage.reading():
+            return self._records([int(i) for i in ids])
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        filters: Filters | Sequence[Filters] | None = None,
+        *,
+        fingerprint: str | None = None,
+        rerank: RerankConfig | None = None,
+        params: SearchParams | None = None,
+    ) -> list[list[Hit]]:
+        """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first (scores within
+        :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE` tie: lower id first).
+
+        ``filters`` is one :class:`Filters` for the whole batch or one per query. ``rerank`` re-orders
+        each query's top ``rerank.top_n`` candidates by k-reciprocal distance, each query on its own (its
+        hits never depend on the other queries of the batch); ``Hit.score`` is then ``1 -`` that
+        distance. ``params`` are the backend's own knobs (e.g. ``FaissSearchParams(nprobe=32)``).
+        """
+        check_fingerprint(self.fingerprint, fingerprint)
+        k = check_k(k)
+        self._check_params(params)
+        fetch = max(k, rerank.top_n) if rerank is not None else k
+        limit = self.storage.max_k
+        if limit is not None and fetch > limit:
+            raise ConfigError(f"{self.backend} returns at most {limit} hits per query; asked for {fetch}")
+        queries = as_unit_matrix(vectors, self.dim, what="query vectors")
+        scores = np.full((len(queries), fetch), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), fetch), -1, dtype=np.int64)
+        rows: dict[int, ItemValues] = {}
+        with self.storage.reading():
+            for group_filters, group in group_queries(filters, len(queries)).items():
+                scores[group], ids[group], found = self.storage.nearest(
+                    queries[group], fetch, group_filters, params
+                )
+                rows.update(found)
+            if rerank is not None:
+                for q in range(len(queries)):
+                    scores[q] = rerank_candidates(
+                        queries[q : q + 1], ids[q : q + 1], self.storage.vectors, rerank
+                    )[0]
+            ranked = [_top(scores[q], ids[q], k) for q in range(len(queries))]
+            rows.update(self.storage.rows({i for top in ranked for i, _ in top} - rows.keys()))
+        return [_hits(top, rows) for top in ranked]
+
+    def _check_params(self, params: SearchParams | None) -> None:
+        accepted = self.storage.search_params
+        if params is not None and (accepted is None or not isinstance(params, accepted)):
+            raise ConfigError(f"the {self.backend} backend does not take {type(params).__name__}")
+
+    def stats(self) -> GalleryStats:
+        with self.storage.reading():
+            return GalleryStats(
+                backend=self.backend,
+                count=self.storage.count(),
+                dim=self.dim,
+                fingerprint=self.fingerprint,
+                index=self.index_kind,
+                details=self.storage.details(),
+            )
+
+    def export(self, out_dir: str | Path) -> Path:
+        """Write ``vectors.npy`` (float32, one row per item in id order), ``items.jsonl`` (the same order,
+        with ``row`` = the vectors row) and ``gallery.json`` under ``out_dir``; returns ``out_dir``.
+        Existing export files are not overwritten (``GalleryError``)."""
+        out = export_dir(out_dir)
+        with self.storage.reading():
+            ids = self.storage.all_ids().tolist()
+            vectors = np.lib.format.open_memmap(
+                out / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(ids), self.dim)
+            )
+            with (out / "items.jsonl").open("w", encoding="utf-8") as f:
+                for start in range(0, len(ids), EXPORT_CHUNK):
+                    chunk = ids[start : start + EXPORT_CHUNK]
+                    for row_number, record in enumerate(self._records(chunk), start=start):
+                        vectors[row_number] = record.vector
+                        line = {"row": row_number, "id": record.id, **record.field_values()}
+                        f.write(json.dumps(line, sort_keys=True) + "\n")
+            vectors.flush()
+            del vectors
+            summary = {"dim": self.dim, "fingerprint": self.fingerprint, "index": self.index_kind}
+            (out / "gallery.json").write_text(json.dumps({**summary, "count": len(ids)}, indent=2) + "\n")
+        return out
+
+    # --- persistence ----------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Make reopening fast (writes are already durable without it)."""
+        self.storage.save()
+
+    def close(self) -> None:
+        """Release the gallery; later calls raise ``GalleryError``."""
+        self.storage.close()
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"GalleryStore({self.storage.where}, index={self.index_kind!r}, dim={self.dim})"
