@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from reid.embeddings import l2_normalize
 from reid.engine import Extractor
 from reid.errors import ConfigError, NotReady, QueueFull
 from reid.telemetry import Metrics
@@ -178,7 +179,7 @@ class DynamicBatcher:
                 rows = feats[offset : offset + n]
                 offset += n
                 if r.normalize:
-                    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+                    rows = l2_normalize(rows)
                 if not r.future.done():
                     r.future.set_result(
                         BatchResult(rows, started - r.enqueued, elapsed, int(images.shape[0]))

@@ -3,6 +3,7 @@
 import pytest
 
 from reid.datasets import make_synthetic_market
+from reid.training import TrainConfig, TrainResult, load_config, train
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +20,50 @@ def market_dir(tmp_path_factory):
         num_junk=1,
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def labelled_market(tmp_path_factory):
+    """A labelled synthetic Market set at 64×32: 12 training identities × 3 cameras × 3 crops, and 8 test
+    identities with 3 query and 3 gallery crops per camera (each camera's crops of a person: one track)."""
+    return make_synthetic_market(
+        tmp_path_factory.mktemp("labelled"),
+        num_ids=8,
+        num_train_ids=12,
+        num_cameras=3,
+        images_per_id_per_camera=3,
+        queries_per_camera=3,
+        height=64,
+        width=32,
+    )
+
+
+@pytest.fixture(scope="session")
+def quick_recipe() -> TrainConfig:
+    """resnet18 at 64×32, batches of 4 identities × 4 crops: seconds per epoch on 2 cores."""
+    return load_config(
+        "small",
+        overrides={
+            "height": 64,
+            "width": 32,
+            "batch_size": 16,
+            "instances": 4,
+            "epochs": 6,
+            "warmup_epochs": 1,
+            "milestones": (4,),
+            "lr": 1e-3,
+            "eval_every": 0,
+            "workers": 0,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_small(labelled_market, quick_recipe, tmp_path_factory) -> TrainResult:
+    """A small model trained once per test run (6 epochs, evaluated every 3): good, not perfect. Tests that
+    judge embeddings (precision, track aggregation, thresholds) use it, because random weights exaggerate
+    rounding errors and make every crop look alike."""
+    out = tmp_path_factory.mktemp("trained_small")
+    return train(
+        quick_recipe.replace(eval_every=3), list(labelled_market.train), out, evaluation=labelled_market
+    )

@@ -12,6 +12,7 @@ from reid.checkpoints.loader import (
     convert_checkpoint,
     export_safetensors,
     load_checkpoint,
+    record_thresholds,
     write_checkpoint_manifest,
 )
 from reid.checkpoints.manifest import Manifest, manifest_path, read_manifest, write_manifest
@@ -35,6 +36,7 @@ __all__ = [
     "model_fingerprint",
     "read_manifest",
     "read_state_dict",
+    "record_thresholds",
     "remap",
     "sha256_file",
     "unwrap_state_dict",

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reid.checkpoints.fingerprint import model_fingerprint
 from reid.checkpoints.infer import default_preprocess, infer_config
@@ -226,3 +227,12 @@ def write_checkpoint_manifest(
     manifest = loaded.describe(notes)
     write_manifest(path, manifest)
     return manifest
+
+
+def record_thresholds(path: str | os.PathLike[str], thresholds: dict[str, Any]) -> Manifest:
+    """Store match ``thresholds`` in the manifest of the checkpoint ``path`` (written first for a foreign
+    file that has none), so that whoever serves these weights can flag matches."""
+    manifest = read_manifest(path) or load_checkpoint(path, use_manifest=False).describe()
+    updated = dataclasses.replace(manifest, thresholds=thresholds)
+    write_manifest(path, updated)
+    return updated

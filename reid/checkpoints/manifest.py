@@ -60,10 +60,14 @@ class Manifest:
     format_version: int = MANIFEST_FORMAT_VERSION
     # reid train's record: config and its hash, epochs, evaluation (None for other files).
     training: dict[str, Any] | None = None
+    # Match thresholds from `reid eval --save-thresholds`: {"dataset": ..., "levels": [{"fmr", "score"...}]}.
+    thresholds: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.training is not None and not isinstance(self.training, dict):
-            raise CheckpointError(f"manifest field training must be a table, got {self.training!r}")
+        for name in ("training", "thresholds"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise CheckpointError(f"manifest field {name} must be a table, got {value!r}")
         for name, kind in _FIELD_TYPES.items():
             value = getattr(self, name)
             if not isinstance(value, kind) or isinstance(value, bool):

@@ -7,10 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reid.cli.common import add_engine_arguments, extractor_from_args
+from reid.checkpoints import record_thresholds
+from reid.cli.common import add_engine_arguments, extractor_from_args, weights_from_args
+from reid.engine import find_checkpoint
+from reid.errors import ConfigError
 from reid.evaluation.runner import evaluate_market, extractor_embedder
+from reid.evaluation.thresholds import DEFAULT_FMRS
 from reid.gallery import RerankConfig
 from reid.preprocess import Preprocessor
+from reid.zoo import resolve_weights
 
 
 def register(sub: Any) -> None:
@@ -30,9 +35,36 @@ def register(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=10, help="results per picture (default 10)")
     p.add_argument("--out", type=Path, default=Path("reid-eval"), help="picture folder (default reid-eval/)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    p.add_argument(
+        "--fmr",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_FMRS),
+        metavar="RATE",
+        help="false-match rates to report match thresholds for (default 0.01 0.001)",
+    )
+    p.add_argument(
+        "--save-thresholds",
+        action="store_true",
+        help="store the thresholds in the weights' manifest, for /search's match flags",
+    )
+    p.add_argument(
+        "--track-level",
+        action="store_true",
+        help="also score tracks (Market's person/camera/sequence): crops aggregated per track, side by side",
+    )
     p.add_argument("--workers", type=int, help="decode threads (default: min(8, CPU count))")
     add_engine_arguments(p)
     p.set_defaults(func=run)
+
+
+def _checkpoint_of(args: argparse.Namespace) -> Path:
+    """The checkpoint file the evaluated weights came from (thresholds belong to it)."""
+    weights = weights_from_args(args)
+    checkpoint = find_checkpoint(resolve_weights(weights).path) if weights is not None else None
+    if checkpoint is None:
+        raise ConfigError("--save-thresholds needs weights (random weights have no manifest to keep them)")
+    return checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,13 +74,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         embed = extractor_embedder(extractor, chunk_size=args.batch_size, decoder=decoder)
         result = evaluate_market(
-            args.dataset, embed, rerank=rerank, visualize=args.visualize, out_dir=args.out, top_k=args.top_k
+            args.dataset,
+            embed,
+            rerank=rerank,
+            visualize=args.visualize,
+            out_dir=args.out,
+            top_k=args.top_k,
+            track_level=args.track_level,
+            fmrs=args.fmr,
         )
     finally:
         if decoder is not None:
             decoder.close()
         extractor.close()
     print(result.table())
+    if args.save_thresholds:
+        checkpoint = _checkpoint_of(args)
+        record_thresholds(checkpoint, result.thresholds_record())
+        print(f"thresholds saved in the manifest of {checkpoint}")
     if result.pictures is not None:
         print(f"pictures: {result.pictures}")
     if args.json is not None:

@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
     p.add_argument("--train-ids", type=int, default=4, help="training identities (default 4; 0: none)")
     p.add_argument("--cameras", type=int, default=3, help="cameras, 2 to 9 (default 3)")
     p.add_argument("--per-camera", type=int, default=2, help="gallery images per identity and camera (2)")
+    p.add_argument(
+        "--queries-per-camera", type=int, default=1, help="query images per identity and camera (1)"
+    )
     p.add_argument("--distractors", type=int, default=4, help="distractor images, person 0000 (default 4)")
     p.add_argument("--junk", type=int, default=4, help="junk images, person -1 (default 4)")
     p.add_argument("--height", type=int, default=128, help="image height (default 128)")
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         images_per_id_per_camera=args.per_camera,
         num_distractors=args.distractors,
         num_junk=args.junk,
+        queries_per_camera=args.queries_per_camera,
         height=args.height,
         width=args.width,
         image_format=args.format,

@@ -7,6 +7,7 @@ Manifest fields (CSV: a header row; JSONL: one object per line):
   (POSIX), or the absolute path for files outside it.
 * ``person_id`` or ``person``, ``camera_id`` or ``camera``: integers.
 * ``timestamp``: POSIX seconds, or ISO 8601 (a time without a zone is taken as UTC).
+* ``track_id`` or ``track``: the tracker's track of the crop (any text; numbers are read as text).
 * anything else goes to ``metadata`` (JSONL may also give a ``metadata`` object; CSV cells are strings
   and empty cells are dropped).
 
@@ -33,12 +34,20 @@ logger = logging.getLogger(__name__)
 CSV_SUFFIXES = frozenset({".csv"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 
-_ALIASES = {"person": "person_id", "camera": "camera_id"}
-_FIELDS = frozenset({"path", "key", "person_id", "camera_id", "timestamp"})
+_ALIASES = {"person": "person_id", "camera": "camera_id", "track": "track_id"}
+_FIELDS = frozenset({"path", "key", "person_id", "camera_id", "timestamp", "track_id"})
 
 
 class _RowError(Exception):
     """A bad value in one row; the reader adds the file and line number."""
+
+
+def _as_text(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _RowError(f"track_id must be text or an integer, got {value!r}")
+    return str(value).strip()
 
 
 def _as_int(value: object, name: str) -> int | None:
@@ -102,6 +111,7 @@ def _record(fields: Mapping[str, object], metadata: dict[str, object], base: Pat
         camera_id=_as_int(fields.get("camera_id"), "camera_id"),
         timestamp=_as_timestamp(fields.get("timestamp")),
         metadata=metadata,
+        track_id=_as_text(fields.get("track_id")),
     )
 
 

@@ -59,6 +59,14 @@ class MarketName:
     def is_junk(self) -> bool:
         return self.person_id == JUNK_PID
 
+    @property
+    def track_id(self) -> str | None:
+        """``"<person>_c<camera>s<sequence>"``: the crops of one person in one camera sequence form a track.
+        ``None`` where the scheme has no sequence, and for junk and distractors (no identity to follow)."""
+        if self.sequence is None or self.person_id < 1:
+            return None
+        return f"{self.person_id:04d}_c{self.camera_id}s{self.sequence}"
+
 
 def match_market_name(name: str | Path) -> MarketName | None:
     """Labels of a Market-1501 / DukeMTMC-reID / MSMT17 file name, or ``None`` if it is none of them."""
@@ -105,6 +113,7 @@ def scan_market_split(folder: str | Path) -> list[ImageRecord]:
                 key=f"{folder.name}/{path.name}",
                 person_id=parsed.person_id,
                 camera_id=parsed.camera_id,
+                track_id=parsed.track_id,
             )
         )
     return records

@@ -30,6 +30,8 @@ class ImageRecord:
     column): resumable indexing skips keys it already holds, so it must not depend on the working
     directory. ``person_id`` and ``camera_id`` are ``None`` when unknown; camera ids are kept exactly as
     written in the source (Market-1501 names are 1-based). ``timestamp`` is POSIX seconds (UTC).
+    ``track_id`` names the tracker's track the crop belongs to (Market-1501: person, camera and sequence),
+    ``None`` when unknown.
     """
 
     path: Path
@@ -38,6 +40,7 @@ class ImageRecord:
     camera_id: int | None = None
     timestamp: float | None = None
     metadata: Mapping[str, object] = field(default_factory=dict, hash=False)
+    track_id: str | None = None
 
     @property
     def is_junk(self) -> bool:

@@ -108,6 +108,7 @@ def make_synthetic_market(
     images_per_id_per_camera: int = 2,
     num_distractors: int = 4,
     num_junk: int = 4,
+    queries_per_camera: int = 1,
     height: int = 64,
     width: int = 32,
     image_format: Literal["jpg", "png"] = "jpg",
@@ -115,14 +116,15 @@ def make_synthetic_market(
 ) -> MarketDataset:
     """Write a Market-1501 layout under ``root`` and return it loaded.
 
-    Test identities ``num_train_ids + 1 .. num_train_ids + num_ids`` each get one query image and
-    ``images_per_id_per_camera`` gallery images per camera; training identities ``1 .. num_train_ids``
+    Test identities ``num_train_ids + 1 .. num_train_ids + num_ids`` each get ``queries_per_camera`` query
+    images and ``images_per_id_per_camera`` gallery images per camera (each camera's crops of a person
+    share the sequence ``s1``: one track); training identities ``1 .. num_train_ids``
     get ``images_per_id_per_camera`` images per camera in ``bounding_box_train`` (omitted when 0).
     Refuses (:class:`ConfigError`) to write into a split folder that already holds files.
     """
-    if num_ids < 1 or num_cameras < 2 or images_per_id_per_camera < 1:
+    if num_ids < 1 or num_cameras < 2 or images_per_id_per_camera < 1 or queries_per_camera < 1:
         raise ConfigError(
-            "a synthetic dataset needs num_ids >= 1, images_per_id_per_camera >= 1 "
+            "a synthetic dataset needs num_ids >= 1, images_per_id_per_camera >= 1, queries_per_camera >= 1 "
             "and num_cameras >= 2 (so that every query has a match)"
         )
     if min(num_train_ids, num_distractors, num_junk) < 0 or min(height, width) < 16:
@@ -158,7 +160,8 @@ def make_synthetic_market(
     for pid in range(num_train_ids + 1, num_train_ids + num_ids + 1):
         look = _identity_look(pid, seed)
         for camera in range(num_cameras):
-            write(QUERY_DIR, pid, camera, painter.paint(look, camera, rng))
+            for _ in range(queries_per_camera):
+                write(QUERY_DIR, pid, camera, painter.paint(look, camera, rng))
             for _ in range(images_per_id_per_camera):
                 write(GALLERY_DIR, pid, camera, painter.paint(look, camera, rng))
     for index in range(num_distractors):

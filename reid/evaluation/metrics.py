@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reid.datasets.records import JUNK_PID
+from reid.embeddings import l2_normalize
 from reid.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,7 @@ def cosine_distance(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     g = np.asarray(gallery, dtype=np.float32)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
         raise ConfigError(f"embeddings must be (Q, D) and (G, D), got {q.shape} and {g.shape}")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    distances: np.ndarray = 1.0 - q @ g.T
+    distances: np.ndarray = 1.0 - l2_normalize(q) @ l2_normalize(g).T
     return distances
 
 
@@ -182,13 +181,28 @@ def _reported_ranks(metrics: RankMetrics) -> list[int]:
     return [k for k in REPORTED_RANKS if k <= len(metrics.cmc)]
 
 
-def summary_table(metrics: RankMetrics) -> str:
-    """A small aligned text table: mAP, mINP, Rank-1/5/10 (in percent) and the query counts."""
-    rows = [("mAP", f"{100 * metrics.mAP:.2f}%"), ("mINP", f"{100 * metrics.mINP:.2f}%")]
-    rows += [(f"Rank-{k}", f"{100 * metrics.rank(k):.2f}%") for k in _reported_ranks(metrics)]
-    rows.append(("queries", f"{metrics.num_valid_queries} of {metrics.num_queries}"))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
+def summary_table(metrics: RankMetrics, **more: RankMetrics) -> str:
+    """A small aligned text table: mAP, mINP, Rank-1/5/10 (in percent) and the query counts; with
+    ``more`` (e.g. ``tracks=...``), one column per result, headed by the names."""
+    columns = {"": metrics, **more} if more else {"": metrics}
+    ranks = [k for k in REPORTED_RANKS if all(k <= len(m.cmc) for m in columns.values())]
+
+    def cells(m: RankMetrics) -> list[str]:
+        values = [f"{100 * m.mAP:.2f}%", f"{100 * m.mINP:.2f}%"]
+        values += [f"{100 * m.rank(k):.2f}%" for k in ranks]
+        return [*values, f"{m.num_valid_queries} of {m.num_queries}"]
+
+    names = ["mAP", "mINP", *(f"Rank-{k}" for k in ranks), "queries"]
+    table = [cells(m) for m in columns.values()]
+    heads = ["crops" if more and not head else head for head in columns]
+    widths = [max(8, len(head), *(len(c) for c in col)) for head, col in zip(heads, table, strict=True)]
+    width = max(len(name) for name in names)
+    lines = [" " * width + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths, strict=True))] if more else []
+    for row, name in enumerate(names):
+        lines.append(
+            f"{name:<{width}}" + "".join(f"  {col[row]:>{w}}" for col, w in zip(table, widths, strict=True))
+        )
+    return "\n".join(lines)
 
 
 def to_json(metrics: RankMetrics) -> dict[str, object]:

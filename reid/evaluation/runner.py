@@ -18,10 +18,18 @@ import numpy as np
 from tqdm import tqdm
 
 from reid.datasets import ImageRecord, MarketDataset, label_arrays, load_market
+from reid.embeddings import aggregate_groups, l2_normalize
 from reid.engine import Extractor
 from reid.errors import ConfigError, InvalidImage
 from reid.evaluation.metrics import RankMetrics, cosine_distance, evaluate_rank, ranked_matches, summary_table
 from reid.evaluation.metrics import to_json as metrics_json
+from reid.evaluation.thresholds import (
+    DEFAULT_FMRS,
+    MatchThreshold,
+    pair_scores,
+    thresholds_for,
+    thresholds_table,
+)
 from reid.evaluation.visualize import IndexEntry, render_ranked_list, write_html_index
 from reid.gallery.rerank import RerankConfig, rerank_unit_vectors
 from reid.jobs.pipeline import Decoder, embed_stream
@@ -61,9 +69,7 @@ def distance_matrix(query: np.ndarray, gallery: np.ndarray, rerank: RerankConfig
     squared Euclidean distances of the unit vectors, as the re-ranking paper does)."""
     if rerank is None:
         return cosine_distance(query, gallery)
-    q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-    g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
-    return rerank_unit_vectors(q, g, rerank)
+    return rerank_unit_vectors(l2_normalize(query), l2_normalize(gallery), rerank)
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,9 +83,16 @@ class EvaluationResult:
     rerank: RerankConfig | None
     seconds: float
     pictures: Path | None = None
+    tracks: TrackResult | None = None
+    thresholds: tuple[MatchThreshold, ...] = ()
 
     def table(self) -> str:
-        return summary_table(self.metrics)
+        table = summary_table(self.metrics, **({"tracks": self.tracks.metrics} if self.tracks else {}))
+        return table + ("\n\n" + thresholds_table(self.thresholds) if self.thresholds else "")
+
+    def thresholds_record(self) -> dict[str, Any]:
+        """What a checkpoint's manifest keeps of the thresholds (``reid eval --save-thresholds``)."""
+        return {"dataset": str(self.dataset), "levels": [level.to_dict() for level in self.thresholds]}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,7 +102,58 @@ class EvaluationResult:
             "rerank": asdict(self.rerank) if self.rerank is not None else None,
             "seconds": self.seconds,
             "metrics": metrics_json(self.metrics),
+            "tracks": self.tracks.to_json() if self.tracks is not None else None,
+            "thresholds": [level.to_dict() for level in self.thresholds],
         }
+
+
+@dataclass(frozen=True, eq=False)
+class TrackResult:
+    """Track-level metrics: each query track (its crops' aggregated embedding) ranked against the gallery
+    tracks."""
+
+    metrics: RankMetrics
+    num_query_tracks: int
+    num_gallery_tracks: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "num_query_tracks": self.num_query_tracks,
+            "num_gallery_tracks": self.num_gallery_tracks,
+            "metrics": metrics_json(self.metrics),
+        }
+
+
+def track_embeddings(
+    records: Sequence[ImageRecord], vectors: np.ndarray
+) -> tuple[list[ImageRecord], np.ndarray]:
+    """One record and one aggregated embedding (:func:`reid.embeddings.aggregate`) per track, in order of
+    first appearance. A record without ``track_id`` is a track of its own; a track whose crops disagree
+    on person or camera raises :class:`ConfigError`."""
+    groups = [record.track_id if record.track_id is not None else ("crop", record.key) for record in records]
+    tracks, matrix = aggregate_groups(vectors, groups)
+    first: dict[Any, ImageRecord] = {}
+    for group, record in zip(groups, records, strict=True):
+        head = first.setdefault(group, record)
+        if (head.person_id, head.camera_id) != (record.person_id, record.camera_id):
+            raise ConfigError(f"track {group}: crops of several people or cameras ({head.key}, {record.key})")
+    return [first[track] for track in tracks], matrix
+
+
+def _track_result(
+    data: MarketDataset, query: np.ndarray, gallery: np.ndarray, rerank: RerankConfig | None
+) -> TrackResult:
+    q_records, q_tracks = track_embeddings(data.query, query)
+    g_records, g_tracks = track_embeddings(data.gallery, gallery)
+    if len(q_records) == len(data.query) and len(g_records) == len(data.gallery):
+        raise ConfigError(
+            f"{data.root}: no image belongs to a track with another (file names without a sequence, or a "
+            "manifest without track_id): track-level evaluation would repeat the crop-level one"
+        )
+    q_pids, q_camids = label_arrays(q_records)
+    g_pids, g_camids = label_arrays(g_records)
+    metrics = evaluate_rank(distance_matrix(q_tracks, g_tracks, rerank), q_pids, g_pids, q_camids, g_camids)
+    return TrackResult(metrics, num_query_tracks=len(q_records), num_gallery_tracks=len(g_records))
 
 
 def _draw_worst(
@@ -136,9 +200,16 @@ def evaluate_market(
     visualize: int = 0,
     out_dir: str | Path | None = None,
     top_k: int = 10,
+    track_level: bool = False,
+    fmrs: Sequence[float] = DEFAULT_FMRS,
 ) -> EvaluationResult:
     """CMC, mAP and mINP of ``embed`` on a Market-1501 layout (standard protocol: same person on the
     same camera and junk are left out of each query's ranking).
+
+    ``track_level`` also scores tracks (Market-1501's person × camera × sequence, or a manifest's
+    ``track_id``): each track's crops are aggregated into one embedding on both sides, from the same
+    crop embeddings, and the result goes into ``EvaluationResult.tracks``. ``fmrs``: the false-match
+    rates to choose match thresholds for (:mod:`reid.evaluation.thresholds`; cosine scores of the crops).
 
     ``visualize`` > 0 draws that many worst queries (lowest AP) as PNG strips of their ``top_k``
     results, with an ``index.html``, into ``out_dir``.
@@ -158,6 +229,10 @@ def evaluate_market(
     q_pids, q_camids = label_arrays(data.query)
     g_pids, g_camids = label_arrays(data.gallery)
     metrics = evaluate_rank(distances, q_pids, g_pids, q_camids, g_camids)
+    tracks = _track_result(data, query, gallery, rerank) if track_level else None
+    genuine, impostor = pair_scores(query, gallery, q_pids, g_pids, q_camids, g_camids)
+    # Thresholds need both kinds of pairs (a one-person set has no impostors): otherwise none are reported.
+    levels = thresholds_for(genuine, impostor, fmrs) if fmrs and len(genuine) and len(impostor) else []
     pictures = None
     if visualize and out_dir is not None:
         pictures = _draw_worst(data, distances, metrics, visualize, Path(out_dir), top_k)
@@ -169,4 +244,6 @@ def evaluate_market(
         rerank=rerank,
         seconds=time.perf_counter() - started,
         pictures=pictures,
+        tracks=tracks,
+        thresholds=tuple(levels),
     )

@@ -1,10 +1,12 @@
 """`reid synth` and `reid eval`, end to end with a small checkpoint."""
 
 import json
+import shutil
 
 import pytest
 
 import reid.cli
+from reid.checkpoints import read_manifest
 from reid.datasets import label_arrays, load_market
 from reid.evaluation import cosine_distance, evaluate_rank
 from tests.helpers import calibrated_extractor
@@ -56,3 +58,31 @@ def test_synth_then_eval(cli, weights, tmp_path, capsys):
     result = json.loads(report.read_text())
     assert result["rerank"]["k1"] == 4
     assert result["model"]["flip"] is True
+
+
+def test_eval_track_level_and_saved_thresholds(cli, trained_small, labelled_market, tmp_path, capsys):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for part in trained_small.checkpoint.parent.glob("model.*"):
+        shutil.copy(part, weights / part.name)
+    engine = ("--weights", weights, "--device", "cpu", "--batch-size", "16")
+    assert (
+        cli("eval", labelled_market.root, "--track-level", "--save-thresholds", "--fmr", "0.01", *engine) == 0
+    )
+    text = capsys.readouterr().out
+    assert "crops" in text
+    assert "tracks" in text
+    assert "FMR" in text
+    manifest = read_manifest(weights / "model.safetensors")
+    assert manifest is not None
+    assert manifest.thresholds is not None
+    (level,) = manifest.thresholds["levels"]
+    assert level["fmr"] == 0.01
+    assert -1 <= level["score"] <= 1
+    assert manifest.fingerprint == trained_small.manifest.fingerprint  # same weights, richer manifest
+
+
+def test_save_thresholds_needs_weights(cli, labelled_market, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli("eval", labelled_market.root, "--save-thresholds", "--device", "cpu") == 2
+    assert "needs weights" in capsys.readouterr().err

@@ -3,9 +3,10 @@ import pytest
 from PIL import Image
 
 from reid.datasets import ImageRecord, label_arrays, make_synthetic_market
+from reid.engine import EngineOptions, Extractor
 from reid.errors import ConfigError, InvalidImage
 from reid.evaluation import cosine_distance, evaluate_rank, ranked_matches, visualize
-from reid.evaluation.runner import evaluate_market, extractor_embedder
+from reid.evaluation.runner import evaluate_market, extractor_embedder, track_embeddings
 from reid.gallery import RerankConfig, k_reciprocal_rerank
 from tests.evaluation.test_metrics import _expected_random
 from tests.helpers import calibrated_extractor
@@ -143,3 +144,43 @@ def test_argument_errors(dataset, tmp_path):
         evaluate_market(dataset, _one_hot, visualize=2)
     with pytest.raises(ConfigError, match="shape"):
         evaluate_market(dataset, lambda records: np.zeros((3, 4)))
+
+
+def test_track_level_beats_single_crops_with_a_good_but_not_perfect_model(trained_small, labelled_market):
+    extractor = Extractor.from_checkpoint(trained_small.checkpoint, options=EngineOptions(device="cpu"))
+    try:
+        result = evaluate_market(
+            labelled_market, extractor_embedder(extractor, progress=False), track_level=True
+        )
+    finally:
+        extractor.close()
+    assert result.tracks is not None
+    # 8 people × 3 cameras on each side; distractors and junk stay single crops in the gallery.
+    assert (result.tracks.num_query_tracks, result.tracks.num_gallery_tracks) == (24, 24 + 4 + 4)
+    crops, tracks = result.metrics.mAP, result.tracks.metrics.mAP
+    assert crops < 0.999  # good, not perfect: there is something for aggregation to fix
+    assert tracks > crops, (crops, tracks)
+    assert "tracks" in result.table()
+    assert result.to_json()["tracks"]["metrics"]["mAP"] == tracks
+
+
+def test_track_level_needs_tracks(market_dir):
+    with pytest.raises(ConfigError, match="no image belongs to a track"):
+        evaluate_market(market_dir, _one_hot, track_level=True)
+
+
+def test_a_track_of_several_people_is_refused(tmp_path):
+    records = [
+        ImageRecord(tmp_path / f"{i}.jpg", f"{i}", person_id=i, camera_id=1, track_id="t") for i in (1, 2)
+    ]
+    with pytest.raises(ConfigError, match="several people"):
+        track_embeddings(records, np.eye(2))
+
+
+def test_thresholds_are_reported_from_the_crop_scores(dataset):
+    result = evaluate_market(dataset, _noisy_identity(0), fmrs=(0.05,))
+    (level,) = result.thresholds
+    assert level.fmr == 0.05
+    assert level.measured_fmr <= 0.05
+    assert 0 < level.tmr <= 1
+    assert result.thresholds_record()["levels"][0]["score"] == level.score

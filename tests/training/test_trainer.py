@@ -30,13 +30,10 @@ def _map(model, preprocess, market):
 
 
 @pytest.fixture(scope="module")
-def trained(labelled_market, quick, tmp_path_factory):
-    """The quick recipe trained for 6 epochs, evaluated every 3; and the untrained model's mAP."""
-    out = tmp_path_factory.mktemp("trained")
-    config = quick.replace(eval_every=3)
-    model, preprocess = _build_model(config, num_classes=12)
-    untrained = _map(model, preprocess, labelled_market)
-    return train(config, list(labelled_market.train), out, evaluation=labelled_market), untrained, out
+def trained(trained_small, labelled_market, quick_recipe):
+    """The shared trained model, its output folder, and the mAP of the same recipe before training."""
+    model, preprocess = _build_model(quick_recipe, num_classes=12)
+    return trained_small, _map(model, preprocess, labelled_market), trained_small.checkpoint.parent
 
 
 def test_a_short_cpu_training_learns(trained):
@@ -65,8 +62,8 @@ def test_the_checkpoint_serves_with_a_stable_fingerprint(trained, tmp_path):
         assert client.get("/info").json()["model"] == manifest.fingerprint
 
 
-def test_resume_equals_uninterrupted(labelled_market, quick, tmp_path):
-    config = quick.replace(epochs=3, warmup_epochs=1, milestones=(2,))
+def test_resume_equals_uninterrupted(labelled_market, quick_recipe, tmp_path):
+    config = quick_recipe.replace(epochs=3, warmup_epochs=1, milestones=(2,))
     records = list(labelled_market.train)
     whole = train(config, records, tmp_path / "whole")
     train(config, records, tmp_path / "parts", stop_after=1)
@@ -80,8 +77,8 @@ def test_resume_equals_uninterrupted(labelled_market, quick, tmp_path):
         train(config.replace(lr=0.1), records, tmp_path / "parts", resume=True)
 
 
-def test_learning_rate_warms_up_then_steps(quick):
-    config = quick.replace(
+def test_learning_rate_warms_up_then_steps(quick_recipe):
+    config = quick_recipe.replace(
         epochs=10, warmup_epochs=2, warmup_factor=0.1, milestones=(5, 8), gamma=0.1, lr=1.0
     )
     rates = [learning_rate(config, epoch) for epoch in range(10)]
@@ -101,11 +98,11 @@ def _flat(path):
     return _flat_state(load_file(path))
 
 
-def test_two_cpu_processes_match_one_on_the_same_global_batch(labelled_market, quick, tmp_path):
+def test_two_cpu_processes_match_one_on_the_same_global_batch(labelled_market, quick_recipe, tmp_path):
     """DDP (gloo) shards each P×K batch over 2 processes and mines triplets over the whole batch. BatchNorm
     statistics stay per process on CPU (SyncBatchNorm needs a GPU), so the runs agree closely, not exactly:
     far closer than the same recipe with another seed."""
-    config = quick.replace(epochs=1, warmup_epochs=0)
+    config = quick_recipe.replace(epochs=1, warmup_epochs=0)
     records = list(labelled_market.train)
     initial = _build_model(config, num_classes=12)[0]
     single = train(config, records, tmp_path / "single")
