@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reid.engine import EngineOptions
+from reid.engine import EngineOptions, RuntimeChoice
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
 
 MiB = 1024 * 1024
@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     weights: Path | None = Field(
         default=Path("weights"),
         description="checkpoint file or a folder holding one; empty folder or '': random weights (warns)",
+    )
+    runtime: RuntimeChoice = Field(
+        default="auto",
+        description="torch, onnxruntime, openvino or tensorrt; auto: from REID_WEIGHTS (an exported "
+        "artifact's suffix, torch for a checkpoint)",
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -115,6 +120,7 @@ class Settings(BaseSettings):
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(
+            runtime=self.runtime,
             device=self.device,
             dtype=self.dtype,
             channels_last=self.channels_last,

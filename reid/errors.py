@@ -107,3 +107,9 @@ class GalleryUnavailable(NotReady):
     """A gallery server (Milvus) that cannot be reached or refuses work for now: retry later."""
 
     code = "gallery_unavailable"
+
+
+class ExportError(ReidError):
+    """An export that cannot be written, or whose artifact fails its verification against eager fp32."""
+
+    code = "export_failed"

@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "gallery",
     "eval",
     "convert",
+    "export",
     "models",
     "bench",
     "synth",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reid.engine import EngineOptions, Extractor, load_extractor
+from reid.engine import RUNTIME_CHOICES, EngineOptions, Extractor, load_extractor
 from reid.errors import ConfigError
 from reid.gallery import BACKENDS, GallerySpec
 
@@ -14,7 +14,16 @@ DEFAULT_WEIGHTS_DIR = "weights"
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--weights", default=None, help="checkpoint file or folder (default: ./weights/ when it exists)"
+        "--weights",
+        default=None,
+        help="checkpoint or exported artifact (.onnx, OpenVINO .xml, TensorRT .ep), or a folder holding "
+        "one (default: ./weights/ when it exists)",
+    )
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIME_CHOICES,
+        help="auto (default): from the artifact's suffix, torch for a checkpoint",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -26,6 +35,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
+        runtime=args.runtime,
         device=args.device,
         dtype=args.dtype,
         channels_last=args.channels_last,

@@ -66,10 +66,12 @@ class ModelInfo:
 def describe_model(weights: str | None, options: EngineOptions) -> ModelInfo:
     """Load the model once on this machine's CPU, as a replica will load it, and read its identity.
 
-    Only what changes the fingerprint is kept from ``options`` (``flip``): the device, dtype and
-    optimisations are the replicas' business.
+    Only what changes the fingerprint is kept from ``options`` (``flip``; the runtime, which picks an
+    exported artifact): the device, dtype and optimisations are the replicas' business.
     """
-    cheap = EngineOptions(device="cpu", dtype="fp32", fold_bn=False, channels_last=False, flip=options.flip)
+    cheap = EngineOptions(
+        runtime=options.runtime, device="cpu", fold_bn=False, channels_last=False, flip=options.flip
+    )
     extractor = load_extractor(weights, options=cheap, decode_workers=1)
     try:
         return ModelInfo(extractor.dim, extractor.fingerprint, extractor.preprocess)

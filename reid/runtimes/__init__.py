@@ -14,7 +14,12 @@ from pathlib import Path
 import torch
 
 from reid.errors import ConfigError
-from reid.runtimes.artifact import ArtifactManifest, artifact_manifest_path, read_artifact_manifest
+from reid.runtimes.artifact import (
+    ArtifactManifest,
+    ArtifactRuntime,
+    artifact_manifest_path,
+    read_artifact_manifest,
+)
 from reid.runtimes.base import RUNTIMES, BatchProfile, Runtime, RuntimeName
 
 ARTIFACT_SUFFIXES: dict[str, RuntimeName] = {".onnx": "onnxruntime", ".xml": "openvino", ".ep": "tensorrt"}
@@ -33,6 +38,8 @@ __all__ = [
     "RuntimeName",
     "find_artifact",
     "open_artifact",
+    "open_runtime",
+    "runtime_class",
     "runtime_for_path",
 ]
 
@@ -66,11 +73,26 @@ def find_artifact(path: str | Path, runtime: str = "auto") -> Path | None:
     return path
 
 
-def open_artifact(path: Path, device: torch.device, dtype: str = "auto") -> tuple[Runtime, ArtifactManifest]:
+def runtime_class(name: RuntimeName) -> type[ArtifactRuntime]:
+    """The class of an artifact runtime, importing its module (and library) now."""
+    if name not in _CLASSES:
+        raise ConfigError(f"{name} runs checkpoints, not exported artifacts")
+    module, attr = _CLASSES[name]
+    cls: type[ArtifactRuntime] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+def open_runtime(path: Path, manifest: ArtifactManifest, device: torch.device) -> ArtifactRuntime:
+    return runtime_class(manifest.runtime)(path, manifest, device)
+
+
+def open_artifact(
+    path: Path, device: torch.device, dtype: str = "auto"
+) -> tuple[ArtifactRuntime, ArtifactManifest]:
     """Load an exported artifact into its runtime. ``dtype`` other than ``auto`` must be the artifact's:
     the artifact was verified in its own precision only."""
     kind = runtime_for_path(path)
-    if kind is None or kind not in _CLASSES:
+    if kind is None:
         raise ConfigError(f"{path} is not an exported artifact ({', '.join(ARTIFACT_SUFFIXES)})")
     manifest = read_artifact_manifest(path)
     if manifest.runtime != kind:
@@ -80,6 +102,4 @@ def open_artifact(path: Path, device: torch.device, dtype: str = "auto") -> tupl
             f"{path.name} was exported and verified for {manifest.dtype}; "
             f"export it again with --dtype {dtype}"
         )
-    module, name = _CLASSES[kind]
-    runtime: Runtime = getattr(importlib.import_module(module), name)(path, manifest, device)
-    return runtime, manifest
+    return open_runtime(path, manifest, device), manifest

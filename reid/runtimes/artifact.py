@@ -19,16 +19,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from abc import abstractmethod
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from reid.checkpoints import sha256_file
 from reid.errors import CheckpointError, ConfigError
 from reid.models import ReIDConfig
 from reid.preprocess import PreprocessConfig
-from reid.runtimes.base import PRECISIONS, RUNTIMES, BatchProfile, Precision, RuntimeName
+from reid.runtimes.base import PRECISIONS, RUNTIMES, BatchProfile, Precision, Runtime, RuntimeName
 
 ARTIFACT_FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -192,8 +195,21 @@ def write_artifact_manifest(artifact: Path, manifest: ArtifactManifest) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(manifest.to_dict(), f, indent=2)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # readable like the artifact itself (the service may run as another user)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class ArtifactRuntime(Runtime):
+    """A runtime that loads an exported artifact described by its manifest."""
+
+    @abstractmethod
+    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None: ...
+
+    @staticmethod
+    @abstractmethod
+    def library_version() -> str:
+        """The version of the library that runs the artifact (recorded in manifests)."""

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from reid.errors import ConfigError
-from reid.runtimes.artifact import ArtifactManifest
-from reid.runtimes.base import TORCH_DTYPES, Runtime, RuntimeName
+from reid.runtimes.artifact import ArtifactManifest, ArtifactRuntime
+from reid.runtimes.base import TORCH_DTYPES, RuntimeName
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _providers(device: torch.device, available: list[str]) -> list[str]:
     return [*gpu, CPU_PROVIDER]
 
 
-class OnnxRuntime(Runtime):
+class OnnxRuntime(ArtifactRuntime):
     name: ClassVar[RuntimeName] = "onnxruntime"
 
     def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None:
@@ -65,6 +65,10 @@ class OnnxRuntime(Runtime):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
 
+    @staticmethod
+    def library_version() -> str:
+        return onnxruntime_version()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (out,) = self._session.run(None, {INPUT_NAME: np.ascontiguousarray(x.numpy(), dtype=np.float32)})
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
@@ -72,7 +76,7 @@ class OnnxRuntime(Runtime):
     def describe(self) -> dict[str, Any]:
         return {
             "runtime": self.name,
-            "version": onnxruntime_version(),
+            "version": self.library_version(),
             "artifact": str(self.path),
             "providers": self._session.get_providers(),
         }

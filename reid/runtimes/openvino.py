@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from reid.errors import ConfigError
-from reid.runtimes.artifact import ArtifactManifest
-from reid.runtimes.base import TORCH_DTYPES, Precision, Runtime, RuntimeName
+from reid.runtimes.artifact import ArtifactManifest, ArtifactRuntime
+from reid.runtimes.base import TORCH_DTYPES, Precision, RuntimeName
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def compile_config(dtype: Precision) -> dict[str, str]:
     return {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": hint}
 
 
-class OpenVINORuntime(Runtime):
+class OpenVINORuntime(ArtifactRuntime):
     name: ClassVar[RuntimeName] = "openvino"
 
     def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None:
@@ -64,12 +64,15 @@ class OpenVINORuntime(Runtime):
         self.profile = manifest.batch
         self.device = device
         self.path = path
-        self._version = ov.get_version()
         self._compiled = ov.Core().compile_model(str(path), DEVICE, compile_config(manifest.dtype))
         self.requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._queue = ov.AsyncInferQueue(self._compiled, self.requests)
         self._queue.set_callback(self._collect)
         self._results: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def library_version() -> str:
+        return str(import_openvino().get_version())
 
     def _collect(self, request: Any, part: int) -> None:
         # The request's output buffer is reused by its next inference: copy it out.
@@ -88,8 +91,8 @@ class OpenVINORuntime(Runtime):
     def describe(self) -> dict[str, Any]:
         return {
             "runtime": self.name,
-            "version": self._version,
+            "version": self.library_version(),
             "artifact": str(self.path),
-            "inference_precision": str(self._compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "inference_precision": self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
             "requests_in_flight": self.requests,
         }

@@ -1,0 +1,114 @@
+"""Checking an exported artifact against eager fp32 on the source weights.
+
+The error of an image is the distance between its artifact and eager embeddings (both L2-normalised);
+it is judged against the median distance between two *different* images' eager embeddings, so "0.01"
+means "a hundredth of what separates two pictures", whatever the model. Raw cosines would prove nothing:
+a network with untrained statistics maps every image to nearly the same direction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from reid.datasets.records import is_image_file
+from reid.errors import ConfigError
+from reid.preprocess import PreprocessConfig, Preprocessor, normalize
+from reid.runtimes.artifact import Verification
+
+DEFAULT_SAMPLES = 16
+MAX_SAMPLES = 64
+
+Embed = Callable[[torch.Tensor], np.ndarray]
+
+
+def synthetic_jpegs(count: int, size: tuple[int, int], *, seed: int = 0, quality: int = 90) -> list[bytes]:
+    """``count`` distinct JPEGs of ``size`` (height, width): smooth random colour fields with noise, so
+    they compress and decode like photographs rather than like flat colour."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    images = []
+    for _ in range(count):
+        coarse = rng.random((3, max(2, height // 16), max(2, width // 16)), dtype=np.float32)
+        smooth = F.interpolate(
+            torch.from_numpy(coarse)[None], size=size, mode="bicubic", align_corners=False
+        )[0]
+        pixels = smooth.numpy().transpose(1, 2, 0) * 200 + rng.normal(0, 12, (height, width, 3))
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+        images.append(buffer.getvalue())
+    return images
+
+
+def sample_images(
+    preprocess: PreprocessConfig, folder: Path | None = None, *, count: int = DEFAULT_SAMPLES, seed: int = 0
+) -> torch.Tensor:
+    """uint8 (N, 3, H, W) inputs to verify on, prepared per the checkpoint's contract: up to ``count``
+    images of ``folder`` (sorted, so runs agree) or, without one, ``count`` synthetic pictures."""
+    if folder is not None:
+        files = sorted(p for p in Path(folder).rglob("*") if is_image_file(p))[:MAX_SAMPLES]
+        if len(files) < 2:
+            raise ConfigError(f"{folder} holds {len(files)} image(s); verification needs at least 2")
+        sources: Sequence[str | bytes] = [str(p) for p in files[:count]]
+    else:
+        sources = synthetic_jpegs(count, (preprocess.height, preprocess.width), seed=seed)
+    with Preprocessor(preprocess) as pre:
+        return pre.prepare_batch(sources)
+
+
+def relative_error(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(largest per-image distance between the two embedding sets / median distance between two different
+    images of ``reference``, that median). Rows are L2-normalised here; computed in float64."""
+    ref = reference.astype(np.float64)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    got = candidate.astype(np.float64)
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    if len(ref) < 2:
+        raise ConfigError("the error is relative to the distance between images: give at least 2")
+    error = float(np.linalg.norm(ref - got, axis=1).max())
+    rows, cols = np.triu_indices(len(ref), k=1)
+    between = float(np.median(np.linalg.norm(ref[rows] - ref[cols], axis=1)))
+    if between <= 0:
+        raise ConfigError("the sample images all have the same embedding: verification cannot judge errors")
+    return error / between, between
+
+
+@torch.inference_mode()
+def eager_reference(model: torch.nn.Module, images: torch.Tensor, preprocess: PreprocessConfig) -> np.ndarray:
+    """The embeddings the artifact is judged against: the source model, fp32, eager, unmodified."""
+    model = model.eval()
+    return np.concatenate(
+        [model(normalize(images[i : i + 16], preprocess)).float().numpy() for i in range(0, len(images), 16)]
+    )
+
+
+def verify(
+    reference: np.ndarray,
+    embed: Embed,
+    images: torch.Tensor,
+    batch_sizes: Sequence[int],
+    *,
+    threshold: float,
+    forced: bool = False,
+) -> Verification:
+    """Run ``embed`` over ``images`` in chunks of each batch size; the worst error of all runs counts."""
+    worst, between = 0.0, 0.0
+    for size in batch_sizes:
+        got = np.concatenate([embed(images[i : i + size]) for i in range(0, len(images), size)])
+        error, between = relative_error(reference, got)
+        # NaN or inf outputs fail whatever the threshold (max() would skip a NaN).
+        worst = max(worst, error) if np.isfinite(error) else float("inf")
+    return Verification(
+        relative_error=worst,
+        threshold=threshold,
+        images=len(images),
+        batch_sizes=tuple(batch_sizes),
+        inter_image_distance=between,
+        forced=forced,
+    )
