@@ -255,6 +255,10 @@ class Extractor:
             "dim": self.dim,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            # torch-only options read False on the other runtimes, which report their own settings.
+            "channels_last": self.runtime.channels_last,
+            "compile": False,
+            "fold_bn": False,
             **self.runtime.describe(),
             "flip": self.options.flip,
             "max_batch_size": self.options.max_batch_size,

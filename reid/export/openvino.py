@@ -4,6 +4,7 @@ IR is compiled (see :mod:`reid.runtimes.openvino`), so one IR serves both."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,7 +29,9 @@ def write_openvino(
         raise ConfigError("this CPU has no native bf16 (AVX512-BF16/AMX): export bf16 on one that has")
     _, _, height, width = example.shape
     shape = ov.PartialShape([ov.Dimension(profile.min, profile.max), 3, height, width])
-    converted = ov.convert_model(model.eval(), example_input=example, input=[shape])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracing warnings about shape checks that are constant here
+        converted = ov.convert_model(model.eval(), example_input=example, input=[shape])
     converted.inputs[0].get_tensor().set_names({INPUT_NAME})
     converted.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     ov.save_model(converted, str(out), compress_to_fp16=False)

@@ -69,7 +69,7 @@ def find_artifact(path: str | Path, runtime: str = "auto") -> Path | None:
     if kind is None:
         return None
     if runtime not in ("auto", kind):
-        raise ConfigError(f"{path.name} is a {kind} artifact, but the runtime asked for is {runtime}")
+        raise ConfigError(f"{path.name} is an artifact of {kind}, but the runtime asked for is {runtime}")
     return path
 
 
