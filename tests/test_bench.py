@@ -168,3 +168,31 @@ def test_run_benchmark_end_to_end(tmp_path):
     assert "x fp32" in text
     round_trip = json.loads(json.dumps(report.to_dict()))
     assert round_trip["model"][1]["variant"] == "fold_bn"
+
+
+def test_runtimes_run_side_by_side_with_their_error_to_fp32():
+    pytest.importorskip("openvino")
+    config = BenchConfig(
+        preset="resnet18",
+        height=64,
+        width=32,
+        batch_sizes=(3,),
+        variants=("onnxruntime", "openvino"),
+        runtimes=("openvino",),
+        min_time=0.02,
+        rounds=1,
+        decode_threads=(1,),
+    )
+    report = run_benchmark(config)
+    assert [r.variant for r in report.model] == ["fp32", "openvino"]  # onnxruntime's runtime is not on
+    base, *others = report.model
+    assert base.relative_error == 0.0
+    for result in others:
+        assert result.ratio == pytest.approx(result.images_per_s / base.images_per_s)
+        assert result.relative_error < 0.01  # fp32 artifacts: far below the distance between images
+    assert "openvino artifact" in report.format()
+    # torch's own variants only run when torch is among the runtimes.
+    mixed = BenchConfig(runtimes=("openvino",), variants=("channels_last", "openvino"))
+    assert [v.name for v in mixed.resolve_variants(CPU)] == ["fp32", "openvino"]
+    with pytest.raises(ConfigError, match="runtimes must be among"):
+        BenchConfig(runtimes=("tflite",))

@@ -62,21 +62,32 @@ def sample_images(
         return pre.prepare_batch(sources)
 
 
-def relative_error(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(largest per-image distance between the two embedding sets / median distance between two different
-    images of ``reference``, that median). Rows are L2-normalised here; computed in float64."""
-    ref = reference.astype(np.float64)
-    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
-    got = candidate.astype(np.float64)
-    got /= np.linalg.norm(got, axis=1, keepdims=True)
-    if len(ref) < 2:
+def _unit(features: np.ndarray) -> np.ndarray:
+    rows = features.astype(np.float64)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def largest_distance(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Largest distance between an image's two embeddings (rows L2-normalised, float64)."""
+    return float(np.linalg.norm(_unit(reference) - _unit(candidate), axis=1).max())
+
+
+def median_distance(features: np.ndarray) -> float:
+    """Median distance between two different images' embeddings (rows L2-normalised, float64)."""
+    if len(features) < 2:
         raise ConfigError("the error is relative to the distance between images: give at least 2")
-    error = float(np.linalg.norm(ref - got, axis=1).max())
-    rows, cols = np.triu_indices(len(ref), k=1)
-    between = float(np.median(np.linalg.norm(ref[rows] - ref[cols], axis=1)))
+    unit = _unit(features)
+    rows, cols = np.triu_indices(len(unit), k=1)
+    between = float(np.median(np.linalg.norm(unit[rows] - unit[cols], axis=1)))
     if between <= 0:
         raise ConfigError("the sample images all have the same embedding: verification cannot judge errors")
-    return error / between, between
+    return between
+
+
+def relative_error(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(:func:`largest_distance` / :func:`median_distance` of ``reference``, that median)."""
+    between = median_distance(reference)
+    return largest_distance(reference, candidate) / between, between
 
 
 @torch.inference_mode()
