@@ -98,6 +98,8 @@ CUDA_VARIANTS = (
     Variant("fp16", OptimizeOptions(dtype=torch.float16)),
     Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
     Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
+    Variant("tensorrt-fp16", _NCHW, "tensorrt", "fp16"),
+    Variant("tensorrt-bf16", _NCHW, "tensorrt", "bf16"),
 )
 
 
