@@ -33,9 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--dtype",
         default="auto",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
         help="precision (default: fp32 for onnx, bf16 for openvino where the CPU has it natively, "
-        "fp16 for tensorrt)",
+        "fp16 for tensorrt); int8: openvino with --calibration",
     )
     p.add_argument("--min-batch", type=int, default=_DEFAULT.min, help=f"default {_DEFAULT.min}")
     p.add_argument("--opt-batch", type=int, help=f"size tuned for (default {_DEFAULT.opt}, within min..max)")
@@ -48,6 +48,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--samples", type=Path, metavar="DIR", help="images to verify on (default: synthetic pictures)"
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="representative person crops for int8 (NNCF post-training quantisation; up to 300 used)",
     )
     p.add_argument("--threshold", type=float, help="largest accepted error (default: per precision)")
     p.add_argument("--force", action="store_true", help="write even if verification fails (recorded)")
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         threshold=args.threshold,
         samples=args.samples,
+        calibration=args.calibration,
     )
     result = export_checkpoint(checkpoint, options, args.out)
     print(result.describe())

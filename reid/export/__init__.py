@@ -26,7 +26,8 @@ import torch
 from reid.checkpoints import load_checkpoint, sha256_file
 from reid.engine import EngineOptions, Extractor
 from reid.errors import ConfigError, ExportError
-from reid.export.verify import eager_reference, sample_images, verify
+from reid.export.request import WriteRequest
+from reid.export.verify import calibration_images, eager_reference, sample_images, verify
 from reid.models import ReIDModel
 from reid.preprocess import PreprocessConfig, normalize
 from reid.runtimes import open_runtime, runtime_class
@@ -43,8 +44,8 @@ logger = logging.getLogger(__name__)
 
 Format = Literal["onnx", "openvino", "tensorrt"]
 FORMATS: tuple[Format, ...] = ("onnx", "openvino", "tensorrt")
-ExportDtype = Literal["auto", "fp32", "bf16", "fp16"]
-Writer = Callable[[ReIDModel, torch.Tensor, BatchProfile, Precision, Path], list[Path]]
+ExportDtype = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+Writer = Callable[[ReIDModel, WriteRequest, Path], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class ExportOptions:
     """``dtype="auto"``: fp32 for ONNX, bf16 for OpenVINO where the CPU has it natively (else fp32), fp16
     for TensorRT. ``threshold``: the largest relative error accepted (default per precision,
     :data:`reid.runtimes.artifact.THRESHOLDS`). ``samples``: a folder of images to verify on (default:
-    synthetic pictures). ``force``: write an artifact that fails verification (recorded)."""
+    synthetic pictures). ``calibration``: a folder of representative images, needed by int8 (OpenVINO,
+    NNCF post-training quantisation). ``force``: write an artifact that fails verification (recorded)."""
 
     format: Format
     dtype: ExportDtype = "auto"
@@ -75,6 +77,7 @@ class ExportOptions:
     force: bool = False
     threshold: float | None = None
     samples: Path | None = None
+    calibration: Path | None = None
     num_samples: int = 16
 
     def __post_init__(self) -> None:
@@ -84,6 +87,8 @@ class ExportOptions:
             raise ConfigError(f"threshold must be >= 0, got {self.threshold}")
         if self.num_samples < 2:
             raise ConfigError("verification needs at least 2 sample images")
+        if (self.dtype == "int8") != (self.calibration is not None):
+            raise ConfigError("--calibration DIR goes with --dtype int8, and int8 needs it")
 
     @property
     def spec(self) -> FormatSpec:
@@ -151,13 +156,19 @@ def export_model(
     images = sample_images(preprocess, options.samples, count=options.num_samples)
     reference = eager_reference(model, images, preprocess)
     example = normalize(images[: min(max(2, profile.min), profile.max)], preprocess)
+    calibration = (
+        normalize(calibration_images(preprocess, options.calibration), preprocess)
+        if options.calibration is not None
+        else None
+    )
     module, name = spec.writer
     writer: Writer = getattr(importlib.import_module(module), name)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         logger.info("exporting to %s (%s, batch %s)", spec.runtime, dtype, profile)
-        files = writer(copy.deepcopy(model).eval(), example, profile, dtype, staging / out.name)
+        request = WriteRequest(example, profile, dtype, calibration)
+        files = writer(copy.deepcopy(model).eval(), request, staging / out.name)
         draft = ArtifactManifest(
             runtime=spec.runtime,
             runtime_version=runtime_class(spec.runtime).library_version(),

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from reid.errors import ConfigError
+from reid.export.request import WriteRequest
 from reid.models import ReIDModel
-from reid.runtimes.base import BatchProfile, Precision
 from reid.runtimes.onnx import INPUT_NAME
 
 logger = logging.getLogger(__name__)
@@ -21,13 +21,11 @@ OPSET = 18
 _CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
 
 
-def write_onnx(
-    model: ReIDModel, example: torch.Tensor, profile: BatchProfile, dtype: Precision, out: Path
-) -> list[Path]:
+def write_onnx(model: ReIDModel, request: WriteRequest, out: Path) -> list[Path]:
     """Write ``out`` (a single ``.onnx`` file with its weights inside); returns the files written."""
-    if dtype != "fp32":
+    if request.dtype != "fp32":
         raise ConfigError(
-            f"ONNX artifacts are fp32 (got --dtype {dtype}): for bf16 on a CPU export to openvino, "
+            f"ONNX artifacts are fp32 (got --dtype {request.dtype}): for bf16 on a CPU export to openvino, "
             "for fp16/bf16 on an NVIDIA GPU to tensorrt"
         )
     try:
@@ -37,12 +35,12 @@ def write_onnx(
         raise ConfigError("ONNX export needs the onnx extra: pip install 'reid[onnx]'") from None
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    batch = torch.export.Dim("batch", min=profile.min, max=profile.max)
+    batch = torch.export.Dim("batch", min=request.profile.min, max=request.profile.max)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
         torch.onnx.export(
             model.eval(),
-            (example,),
+            (request.example,),
             str(out),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],

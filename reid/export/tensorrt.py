@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 
 from reid.errors import ConfigError
+from reid.export.request import WriteRequest
 from reid.models import ReIDModel
-from reid.runtimes.base import TORCH_DTYPES, BatchProfile, Precision
+from reid.runtimes.base import TORCH_DTYPES
 from reid.runtimes.tensorrt import import_torch_tensorrt
 
 
-def write_tensorrt(
-    model: ReIDModel, example: torch.Tensor, profile: BatchProfile, dtype: Precision, out: Path
-) -> list[Path]:
+def write_tensorrt(model: ReIDModel, request: WriteRequest, out: Path) -> list[Path]:
     """Build the engines on the current GPU and write ``out`` (``.ep``); returns the files written."""
+    dtype, profile = request.dtype, request.profile
     if dtype not in ("fp32", "fp16", "bf16"):
         raise ConfigError(f"TensorRT artifacts are fp32, fp16 or bf16 here, got --dtype {dtype}")
     torch_tensorrt = import_torch_tensorrt()
@@ -30,7 +30,7 @@ def write_tensorrt(
         raise ConfigError("this GPU has no bf16: export fp16")
     device = torch.device("cuda")
     model = model.eval().to(device)
-    example = example.to(device)
+    example = request.example.to(device)
     _, channels, height, width = example.shape
     batch = torch.export.Dim("batch", min=profile.min, max=profile.max)
     with torch.inference_mode():

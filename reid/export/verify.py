@@ -24,6 +24,8 @@ from reid.runtimes.artifact import Verification
 
 DEFAULT_SAMPLES = 16
 MAX_SAMPLES = 64
+# NNCF's default calibration subset: enough for activation ranges, bounded for memory.
+MAX_CALIBRATION = 300
 
 Embed = Callable[[torch.Tensor], np.ndarray]
 
@@ -60,6 +62,21 @@ def sample_images(
         sources = synthetic_jpegs(count, (preprocess.height, preprocess.width), seed=seed)
     with Preprocessor(preprocess) as pre:
         return pre.prepare_batch(sources)
+
+
+def calibration_images(
+    preprocess: PreprocessConfig, folder: Path, *, count: int = MAX_CALIBRATION
+) -> torch.Tensor:
+    """Up to ``count`` images of ``folder`` (recursively, spread evenly over the sorted list) for int8
+    calibration, prepared per the checkpoint's contract."""
+    files = sorted(p for p in Path(folder).rglob("*") if is_image_file(p))
+    if len(files) < 2:
+        raise ConfigError(
+            f"{folder} holds {len(files)} image(s); int8 calibration needs representative crops"
+        )
+    step = max(1, len(files) // count)
+    with Preprocessor(preprocess) as pre:
+        return pre.prepare_batch([str(p) for p in files[::step][:count]])
 
 
 def _unit(features: np.ndarray) -> np.ndarray:

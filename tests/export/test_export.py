@@ -15,7 +15,7 @@ from reid.checkpoints import load_checkpoint, model_fingerprint, sha256_file
 from reid.engine import EngineOptions, Extractor, load_extractor
 from reid.errors import CheckpointError, ConfigError, ExportError
 from reid.export import ExportOptions, Format, export_checkpoint, export_model
-from reid.export.verify import relative_error
+from reid.export.verify import relative_error, synthetic_jpegs
 from reid.models import DEFAULT_BACKBONE, create_reid_model
 from reid.preprocess import PreprocessConfig, normalize
 from reid.runtimes import BatchProfile
@@ -118,6 +118,28 @@ def test_bf16_openvino_is_close_but_gets_its_own_fingerprint(
     assert manifest.shares_gallery_with_source == (check.relative_error <= SHARE_THRESHOLD)
     assert exported.fingerprint == manifest.fingerprint
     assert exported.dtype == torch.bfloat16
+
+
+def test_int8_openvino_needs_calibration_and_gets_its_own_fingerprint(
+    tiny_checkpoint: Path, torch_extractor: Extractor, tmp_path: Path
+) -> None:
+    pytest.importorskip("nncf")
+    with pytest.raises(ConfigError, match="int8 needs it"):
+        ExportOptions(format="openvino", dtype="int8")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i, blob in enumerate(synthetic_jpegs(48, (128, 64), seed=40)):
+        (crops / f"{i}.jpg").write_bytes(blob)
+    options = ExportOptions(format="openvino", dtype="int8", calibration=crops, num_samples=8)
+    manifest = export_checkpoint(tiny_checkpoint, options, tmp_path / "int8").manifest
+    assert manifest.dtype == "int8"
+    assert manifest.verification.passed
+    assert manifest.verification.relative_error <= THRESHOLDS["int8"]
+    assert manifest.shares_gallery_with_source == (manifest.verification.relative_error <= SHARE_THRESHOLD)
+    exported = load_extractor(tmp_path / "int8", options=CPU)
+    images = smooth_images(7, 64, 32, seed=11)
+    error, _ = relative_error(torch_extractor.embed_batch(images), exported.embed_batch(images))
+    assert error <= THRESHOLDS["int8"]
 
 
 def test_a_tampered_artifact_is_refused_on_load(openvino_artifact: Path, tmp_path: Path) -> None:
