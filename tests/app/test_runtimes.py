@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from app.main import create_app
 from reid.engine import EngineOptions, load_extractor
@@ -38,3 +39,20 @@ def test_embed_on_an_artifact_matches_torch(
     assert body["model"] == reference.fingerprint
     assert info["runtime"] == runtime
     reference.close()
+
+
+def test_runtime_setting_reaches_the_engine_and_is_validated(tmp_path: Path) -> None:
+    assert settings_for(tmp_path).engine_options().runtime == "auto"
+    assert settings_for(tmp_path, runtime="openvino").engine_options().runtime == "openvino"
+    with pytest.raises(ValidationError, match="runtime"):
+        settings_for(tmp_path, runtime="tflite")
+
+
+def test_a_runtime_without_its_artifact_fails_start_up_clearly(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, weights=tiny_checkpoint, runtime="onnxruntime", device="cpu")
+    with TestClient(create_app(settings)) as client:
+        for _ in range(500):
+            response = client.get("/readyz")
+            if response.status_code == 503 and "failed to start" in response.text:
+                break
+        assert "no onnxruntime artifact" in response.text
