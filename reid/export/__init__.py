@@ -155,7 +155,9 @@ def export_model(
     profile = options.batch
     images = sample_images(preprocess, options.samples, count=options.num_samples)
     reference = eager_reference(model, images, preprocess)
-    example = normalize(images[: min(max(2, profile.min), profile.max)], preprocess)
+    # Trace with 2 images where the profile allows (a batch of 1 invites specialising the batch axis).
+    size = min(max(2, profile.min), profile.max)
+    example = normalize(images[torch.arange(size) % len(images)], preprocess)
     calibration = (
         normalize(calibration_images(preprocess, options.calibration), preprocess)
         if options.calibration is not None

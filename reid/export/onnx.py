@@ -35,7 +35,6 @@ def write_onnx(model: ReIDModel, request: WriteRequest, out: Path) -> list[Path]
         raise ConfigError("ONNX export needs the onnx extra: pip install 'reid[onnx]'") from None
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    batch = torch.export.Dim("batch", min=request.profile.min, max=request.profile.max)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
         torch.onnx.export(
@@ -44,7 +43,7 @@ def write_onnx(model: ReIDModel, request: WriteRequest, out: Path) -> list[Path]
             str(out),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=request.dynamic_shapes(),
             opset_version=OPSET,
             dynamo=True,
             external_data=False,

@@ -18,3 +18,10 @@ class WriteRequest:
     profile: BatchProfile
     dtype: Precision
     calibration: torch.Tensor | None = None
+
+    def dynamic_shapes(self) -> tuple[dict[int, torch.export.Dim], ...] | None:
+        """``torch.export``'s spec of a batch axis within the profile; ``None`` (static) for one size, which
+        ``torch.export`` refuses to treat as a range."""
+        if self.profile.min == self.profile.max:
+            return None
+        return ({0: torch.export.Dim("batch", min=self.profile.min, max=self.profile.max)},)

@@ -32,9 +32,10 @@ def write_tensorrt(model: ReIDModel, request: WriteRequest, out: Path) -> list[P
     model = model.eval().to(device)
     example = request.example.to(device)
     _, channels, height, width = example.shape
-    batch = torch.export.Dim("batch", min=profile.min, max=profile.max)
     with torch.inference_mode():
-        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
+        program = torch.export.export(
+            model, (example,), dynamic_shapes=request.dynamic_shapes(), strict=False
+        )
     inputs = [
         torch_tensorrt.Input(
             min_shape=(profile.min, channels, height, width),

@@ -79,9 +79,11 @@ class OpenVINORuntime(ArtifactRuntime):
         self._results[part] = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Split ``x`` into up to :attr:`requests` parts kept in flight together (one part: one request)."""
+        """Split ``x`` into up to :attr:`requests` parts kept in flight together (one part: one request),
+        none smaller than the profile's smallest batch."""
         array = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-        parts = np.array_split(array, min(self.requests, len(array)))
+        smallest = self.profile.min if self.profile else 1
+        parts = np.array_split(array, max(1, min(self.requests, len(array) // smallest)))
         self._results.clear()
         for index, part in enumerate(parts):
             self._queue.start_async({0: part}, userdata=index)

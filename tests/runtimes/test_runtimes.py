@@ -5,11 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reid.engine import EngineOptions, find_checkpoint, load_extractor
 from reid.errors import ConfigError
-from reid.runtimes import find_artifact, runtime_for_path
+from reid.export import ExportOptions, export_checkpoint
+from reid.export.verify import relative_error
+from reid.runtimes import BatchProfile, find_artifact, runtime_for_path
+from reid.runtimes.artifact import THRESHOLDS
+from tests.helpers import smooth_images
 
 CPU = EngineOptions(device="cpu")
 
@@ -67,3 +72,20 @@ def test_an_artifact_without_its_manifest_is_not_run(onnx_artifact: Path, tmp_pa
     shutil.copy(onnx_artifact, lone)
     with pytest.raises(Exception, match="no manifest"):
         load_extractor(lone, options=CPU)
+
+
+def test_batches_outside_a_fixed_profile_are_padded_and_chunked(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("openvino")
+    options = ExportOptions(format="openvino", dtype="fp32", batch=BatchProfile(4, 4, 4), num_samples=4)
+    artifact = export_checkpoint(tiny_checkpoint, options, tmp_path).path
+    exported = load_extractor(artifact, options=CPU)
+    reference = load_extractor(tiny_checkpoint, options=CPU)
+    images = smooth_images(7, 64, 32, seed=3)
+    expected = reference.embed_batch(images)
+    for count in (1, 3, 7):  # padded to 4; 7 = 4 + 3 padded to 4
+        got = exported.embed_batch(images[:count])
+        assert got.shape == (count, 512)
+        error, _ = relative_error(expected[: max(count, 2)], np.concatenate([got, expected[count:2]]))
+        assert error <= THRESHOLDS["fp32"]
