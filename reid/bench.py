@@ -37,14 +37,15 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from reid.checkpoints import load_checkpoint
+from reid.checkpoints import load_checkpoint, sha256_file
 from reid.errors import ConfigError
 from reid.export import SPECS, ExportDtype, ExportOptions, Format, export_model
 from reid.export.verify import largest_distance, median_distance, synthetic_jpegs
 from reid.models import DEFAULT_BACKBONE, ReIDModel, create_reid_model
 from reid.optimize import Forward, OptimizeOptions, native_bf16_cpu, optimize_model
 from reid.preprocess import PreprocessConfig, Preprocessor, normalize
-from reid.runtimes import BatchProfile, open_artifact
+from reid.runtimes import BatchProfile, find_artifact, open_artifact
+from reid.runtimes.artifact import ArtifactManifest, read_artifact_manifest
 from reid.runtimes.base import RUNTIMES, RuntimeName
 
 logger = logging.getLogger(__name__)
@@ -67,17 +68,20 @@ _NCHW = OptimizeOptions(channels_last=False)
 
 @dataclass(frozen=True)
 class Variant:
-    """An inference path: ``options`` on torch, or an artifact of ``runtime`` in ``precision``."""
+    """An inference path: ``options`` on torch, or an artifact of ``runtime`` in ``precision`` (exported
+    for the run, or a given ``artifact``)."""
 
     name: str
     options: OptimizeOptions
     runtime: RuntimeName = "torch"
     precision: ExportDtype = "fp32"
+    artifact: Path | None = None
 
     def describe(self) -> str:
         if self.runtime == "torch":
             return self.options.describe()
-        return f"{self.runtime} artifact ({_FORMATS[self.runtime]}), {self.precision}"
+        made = str(self.artifact) if self.artifact is not None else f"exported to {_FORMATS[self.runtime]}"
+        return f"{self.runtime} artifact ({made}), {self.precision}"
 
 
 # Variants are data: the baseline first, then one optimisation at a time, then the combinations.
@@ -338,16 +342,46 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
-def _load_model(config: BenchConfig) -> tuple[ReIDModel, PreprocessConfig, str, str]:
+def _load_model(
+    config: BenchConfig, weights: Path | None, input_size: tuple[int, int]
+) -> tuple[ReIDModel, PreprocessConfig, str, str]:
     """(model in eval mode, its preprocessing, its name, where its weights come from)."""
-    if config.weights is not None:
-        loaded = load_checkpoint(config.weights, input_size=(config.height, config.width))
-        return loaded.model, loaded.preprocess, loaded.config.backbone_name, f"weights {config.weights}"
+    if weights is not None:
+        loaded = load_checkpoint(weights, input_size=input_size)
+        return loaded.model, loaded.preprocess, loaded.config.backbone_name, f"weights {weights}"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = create_reid_model(config.preset).eval()
     preprocess = PreprocessConfig(height=config.height, width=config.width)
     return model, preprocess, config.preset, f"random weights (seed {config.seed}), BatchNorm calibrated"
+
+
+def _source_checkpoint(artifact: Path, manifest: ArtifactManifest) -> Path:
+    """The checkpoint ``artifact`` was exported from, looked for beside it and one folder up (where
+    ``reid export`` puts artifacts by default), recognised by its SHA-256."""
+    for folder in (artifact.parent, artifact.parent.parent):
+        candidate = folder / manifest.source_file
+        if candidate.is_file() and sha256_file(candidate) == manifest.source_sha256:
+            return candidate
+    raise ConfigError(
+        f"benchmarking {artifact.name} needs its source checkpoint {manifest.source_file} (the fp32 eager "
+        "baseline) beside it or one folder up"
+    )
+
+
+def _given_artifact(path: Path, batch_sizes: Sequence[int]) -> tuple[Variant, Path, tuple[int, int]]:
+    """The variant of an exported artifact given as ``--weights``, its source checkpoint and its input
+    size (fixed by the artifact)."""
+    manifest = read_artifact_manifest(path)
+    profile = manifest.batch
+    outside = [b for b in batch_sizes if not profile.min <= b <= profile.max]
+    if outside:
+        raise ConfigError(
+            f"batch sizes {outside} are outside {path.name}'s profile {profile.min}..{profile.max}"
+        )
+    variant = Variant("artifact", _NCHW, manifest.runtime, manifest.dtype, artifact=path)
+    size = (manifest.preprocess.height, manifest.preprocess.width)
+    return variant, _source_checkpoint(path, manifest), size
 
 
 def _artifact_forward(
@@ -359,8 +393,12 @@ def _artifact_forward(
     max_batch: int,
     cleanup: contextlib.ExitStack,
 ) -> Forward:
-    """Export ``model`` for ``variant``'s runtime into ``folder`` and load it. Written even if it fails
-    verification (``force``): the table shows its error anyway."""
+    """Load ``variant``'s artifact, exporting ``model`` into ``folder`` first when it has none. Written even
+    if it fails verification (``force``): the table shows its error anyway."""
+    if variant.artifact is not None:
+        given, _ = open_artifact(variant.artifact, device)
+        cleanup.callback(given.close)
+        return given.forward
     fmt = _FORMATS[variant.runtime]
     result = export_model(
         model,
@@ -478,7 +516,12 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
     device = config.resolve_device()
     batch_sizes = config.resolve_batch_sizes(device)
     variants = config.resolve_variants(device)
-    model, preprocess, name, weights = _load_model(config)
+    checkpoint, input_size = config.weights, (config.height, config.width)
+    artifact = find_artifact(config.weights) if config.weights is not None else None
+    if artifact is not None:
+        given, checkpoint, input_size = _given_artifact(artifact, batch_sizes)
+        variants = (*variants, given)
+    model, preprocess, name, weights = _load_model(config, checkpoint, input_size)
     # Enough distinct pictures for a meaningful calibration and cosine, bounded for big batches.
     count = min(max(*batch_sizes, _MIN_IMAGES), _MAX_IMAGES)
     jpegs = synthetic_jpegs(count, (preprocess.height, preprocess.width), seed=config.seed)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +199,27 @@ def test_runtimes_run_side_by_side_with_their_error_to_fp32():
     assert [v.name for v in mixed.resolve_variants(CPU)] == ["fp32", "openvino"]
     with pytest.raises(ConfigError, match="runtimes must be among"):
         BenchConfig(runtimes=("tflite",))
+
+
+def test_bench_on_an_exported_artifact_uses_its_source_as_baseline(
+    openvino_artifact: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    shutil.copy(tiny_checkpoint, tmp_path / tiny_checkpoint.name)
+    shutil.copytree(openvino_artifact.parent, tmp_path / "ov")
+    config = BenchConfig(
+        weights=tmp_path / "ov" / openvino_artifact.name,
+        batch_sizes=(2,),
+        variants=(),
+        min_time=0.02,
+        rounds=1,
+        decode_threads=(1,),
+    )
+    report = run_benchmark(config)
+    assert [r.variant for r in report.model] == ["fp32", "artifact"]
+    assert report.model[1].relative_error < 0.01
+    assert str(openvino_artifact.name) in report.variants["artifact"]
+    with pytest.raises(ConfigError, match="outside"):
+        run_benchmark(replace(config, batch_sizes=(64,)))
+    (tmp_path / tiny_checkpoint.name).unlink()
+    with pytest.raises(ConfigError, match="needs its source checkpoint"):
+        run_benchmark(config)

@@ -28,7 +28,10 @@ def _names(text: str) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_BACKBONE, help=f"backbone preset (default {DEFAULT_BACKBONE})")
     p.add_argument(
-        "--weights", type=Path, help="checkpoint to load (its own architecture: --preset is ignored)"
+        "--weights",
+        type=Path,
+        help="checkpoint to load (its own architecture: --preset is ignored), or an exported artifact "
+        "(benchmarked beside its source checkpoint, found next to it or one folder up)",
     )
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
