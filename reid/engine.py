@@ -22,7 +22,7 @@ from reid.errors import ConfigError, ReidError
 from reid.models import ReIDConfig, ReIDModel, reid_config
 from reid.optimize import pad_to_bucket
 from reid.preprocess import ImageSource, PreprocessConfig, Preprocessor, normalize
-from reid.runtimes import RUNTIMES, Runtime, artifacts_in, find_artifact, open_artifact
+from reid.runtimes import RUNTIMES, Runtime, artifacts_in, find_artifact, open_artifact, runtime_for_path
 from reid.runtimes.torch import TorchRuntime
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,7 @@ class Extractor:
         self.device = self.runtime.device
         self.dtype = self.runtime.dtype
         self.preprocess = preprocess
-        # Flip TTA is a different embedding function: a gallery built without it must refuse its vectors.
-        self.fingerprint = f"{fingerprint}+flip" if self.options.flip else fingerprint
+        self.fingerprint = embedding_fingerprint(fingerprint, flip=self.options.flip)
         self.config: ReIDConfig = self.runtime.config
         self.dim = self.config.embedding_dim
         profile = self.runtime.profile
@@ -270,6 +269,12 @@ class Extractor:
         self.runtime.close()
 
 
+def embedding_fingerprint(model_fingerprint: str, *, flip: bool) -> str:
+    """The fingerprint of an extractor's embeddings. Flip TTA is a different embedding function: a gallery
+    built without it must refuse its vectors."""
+    return f"{model_fingerprint}+flip" if flip else model_fingerprint
+
+
 def _chunks(batch: torch.Tensor, size: int) -> Iterator[tuple[int, torch.Tensor]]:
     for start in range(0, batch.shape[0], size):
         yield start, batch[start : start + size]
@@ -300,27 +305,38 @@ RANDOM_WEIGHTS_WARNING = (
 )
 
 
-def load_extractor(
-    weights: str | Path | None, *, options: EngineOptions | None = None, **kwargs: Any
-) -> Extractor:
-    """The product's loader: an exported artifact, a checkpoint (file or folder), or random weights with a
-    loud warning. A folder holding both a checkpoint and an artifact needs ``options.runtime`` to choose."""
-    options = options or EngineOptions()
-    runtime = options.runtime
-    artifact = find_artifact(weights, runtime) if weights is not None else None
-    checkpoint = find_checkpoint(weights) if weights is not None else None
+def resolve_weights(weights: str | Path | None, runtime: str = "auto") -> Path | None:
+    """The file :func:`load_extractor` loads for ``weights``: an exported artifact, a checkpoint, or
+    ``None`` (random weights). A folder holding both a checkpoint and an artifact needs ``runtime``."""
+    if weights is None:
+        artifact = checkpoint = None
+    else:
+        artifact = find_artifact(weights, runtime)
+        checkpoint = find_checkpoint(weights)
     if artifact is not None:
         if checkpoint is not None and checkpoint != artifact and runtime == "auto":
             raise ConfigError(
                 f"{weights} holds a checkpoint ({checkpoint.name}) and an exported artifact "
                 f"({artifact.name}); choose with --runtime / REID_RUNTIME or point to one file"
             )
-        return Extractor.from_artifact(artifact, options=options, **kwargs)
+        return artifact
     if runtime not in ("auto", "torch"):
         raise ConfigError(
             f"no {runtime} artifact in {weights or '(no weights given)'}: run `reid export` first"
         )
-    if checkpoint is None:
+    return checkpoint
+
+
+def load_extractor(
+    weights: str | Path | None, *, options: EngineOptions | None = None, **kwargs: Any
+) -> Extractor:
+    """The product's loader: an exported artifact, a checkpoint (file or folder), or random weights with a
+    loud warning (see :func:`resolve_weights`)."""
+    options = options or EngineOptions()
+    path = resolve_weights(weights, options.runtime)
+    if path is None:
         logger.warning(RANDOM_WEIGHTS_WARNING.format(where=weights or "(no path given)"))
         return Extractor.random_init(options=options, **kwargs)
-    return Extractor.from_checkpoint(checkpoint, options=options, **kwargs)
+    if runtime_for_path(path) is not None:
+        return Extractor.from_artifact(path, options=options, **kwargs)
+    return Extractor.from_checkpoint(path, options=options, **kwargs)
