@@ -41,7 +41,8 @@ class EngineOptions:
     Low precision runs under autocast, so norms, pooling and the L2 normalisation stay in float32.
     ``runtime="auto"``: the one an exported artifact's suffix names, torch for a checkpoint. An artifact
     runs in the precision it was exported and verified for (``dtype`` must then be ``auto`` or that one);
-    ``channels_last``, ``fold_bn`` and ``compile`` are torch's and do not apply to artifacts.
+    ``channels_last``, ``fold_bn`` and ``compile`` are torch's and do not apply to artifacts, and
+    ``device="auto"`` lets an artifact's runtime run where it runs (OpenVINO on the CPU, TensorRT on the GPU).
     """
 
     runtime: RuntimeChoice = "auto"
@@ -162,7 +163,8 @@ class Extractor:
         """An artifact of ``reid export`` on its runtime; it embeds with the fingerprint its manifest gives
         (its source checkpoint's only where verified close enough, see :mod:`reid.runtimes.artifact`)."""
         options = options or EngineOptions()
-        device = options.resolve_device()
+        # "auto": where the artifact's runtime runs (OpenVINO on the CPU even on a host with a GPU).
+        device = None if options.device == "auto" else options.resolve_device()
         runtime, manifest = open_artifact(Path(path), device, options.dtype)
         logger.info(
             "loaded %s (%s %s, exported from %s): fingerprint %s%s",

@@ -82,15 +82,16 @@ def runtime_class(name: RuntimeName) -> type[ArtifactRuntime]:
     return cls
 
 
-def open_runtime(path: Path, manifest: ArtifactManifest, device: torch.device) -> ArtifactRuntime:
+def open_runtime(path: Path, manifest: ArtifactManifest, device: torch.device | None) -> ArtifactRuntime:
     return runtime_class(manifest.runtime)(path, manifest, device)
 
 
 def open_artifact(
-    path: Path, device: torch.device, dtype: str = "auto"
+    path: Path, device: torch.device | None = None, dtype: str = "auto"
 ) -> tuple[ArtifactRuntime, ArtifactManifest]:
-    """Load an exported artifact into its runtime. ``dtype`` other than ``auto`` must be the artifact's:
-    the artifact was verified in its own precision only."""
+    """Load an exported artifact into its runtime (on ``device``, or where the runtime runs by default).
+    ``dtype`` other than ``auto`` must be the artifact's: the artifact was verified in its own precision
+    only."""
     kind = runtime_for_path(path)
     if kind is None:
         raise ConfigError(f"{path} is not an exported artifact ({', '.join(ARTIFACT_SUFFIXES)})")

@@ -204,10 +204,12 @@ def write_artifact_manifest(artifact: Path, manifest: ArtifactManifest) -> Path:
 
 
 class ArtifactRuntime(Runtime):
-    """A runtime that loads an exported artifact described by its manifest."""
+    """A runtime that loads an exported artifact described by its manifest. ``device=None``: the
+    runtime's own choice (OpenVINO: the CPU; TensorRT: the current GPU; ONNX Runtime: a GPU where it has
+    a GPU execution provider and one is present, else the CPU)."""
 
     @abstractmethod
-    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None: ...
+    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None: ...
 
     @staticmethod
     @abstractmethod

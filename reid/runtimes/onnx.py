@@ -32,10 +32,12 @@ def onnxruntime_version() -> str:
     return "unknown"
 
 
-def _providers(device: torch.device, available: list[str]) -> list[str]:
+def _providers(device: torch.device | None, available: list[str]) -> list[str]:
+    gpu = [p for p in GPU_PROVIDERS if p in available]
+    if device is None:  # the GPU where this onnxruntime can use one, else the CPU
+        device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         return [CPU_PROVIDER]
-    gpu = [p for p in GPU_PROVIDERS if p in available]
     if not gpu:
         raise ConfigError(
             f"onnxruntime has no GPU execution provider here (available: {', '.join(available)}); "
@@ -47,7 +49,7 @@ def _providers(device: torch.device, available: list[str]) -> list[str]:
 class OnnxRuntime(ArtifactRuntime):
     name: ClassVar[RuntimeName] = "onnxruntime"
 
-    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None:
+    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:

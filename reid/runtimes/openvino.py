@@ -55,7 +55,8 @@ def compile_config(dtype: Precision) -> dict[str, str]:
 class OpenVINORuntime(ArtifactRuntime):
     name: ClassVar[RuntimeName] = "openvino"
 
-    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None:
+    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None:
+        device = device or torch.device("cpu")
         if device.type != "cpu":
             raise ConfigError(f"the openvino runtime runs on the CPU, not on {device}")
         ov = import_openvino()

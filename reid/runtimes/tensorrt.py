@@ -44,10 +44,11 @@ def tensorrt_version() -> str:
 class TensorRTRuntime(ArtifactRuntime):
     name: ClassVar[RuntimeName] = "tensorrt"
 
-    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device) -> None:
-        if device.type != "cuda":
+    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None:
+        if device is not None and device.type != "cuda":
             raise ConfigError(f"the tensorrt runtime runs on an NVIDIA GPU, not on {device}")
         torch_tensorrt = import_torch_tensorrt()
+        device = device or torch.device("cuda", torch.cuda.current_device())
         self.config = manifest.model
         self.dtype = TORCH_DTYPES[manifest.dtype]
         self.profile = manifest.batch
