@@ -62,7 +62,7 @@ _TABLE_HEADER = (
     f"{'variant':<18} {'batch':>5} {'img/s':>10} {'x fp32':>7} {'cos min':>9} {'rel err':>8} {'calls':>5} "
     f"{'1st call s':>10}"
 )
-_FORMATS: dict[RuntimeName, Format] = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
+_FORMATS: dict[RuntimeName, Format] = {spec.runtime: name for name, spec in SPECS.items()}
 _NCHW = OptimizeOptions(channels_last=False)
 
 

@@ -128,9 +128,8 @@ class Extractor:
         self.config: ReIDConfig = self.runtime.config
         self.dim = self.config.embedding_dim
         profile = self.runtime.profile
-        self._chunk_size = min(
-            self.options.max_batch_size, profile.max if profile else self.options.max_batch_size
-        )
+        limit = self.options.max_batch_size
+        self._chunk_size = min(limit, profile.max) if profile else limit
         # An artifact whose profile starts above 1 gets small batches zero-padded (rows are independent).
         self._forward = (
             pad_to_bucket(self.runtime.forward, (profile.min,))
