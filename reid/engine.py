@@ -24,6 +24,7 @@ from reid.optimize import pad_to_bucket
 from reid.preprocess import ImageSource, PreprocessConfig, Preprocessor, normalize
 from reid.runtimes import RUNTIMES, Runtime, artifacts_in, find_artifact, open_artifact, runtime_for_path
 from reid.runtimes.torch import TorchRuntime
+from reid.transfer import PinnedUploader
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ class Extractor:
         )
         self._lock = threading.Lock()
         self._preprocessor = Preprocessor(preprocess, workers=decode_workers)
+        # Inputs reach a GPU through reused pinned buffers, copied on a side stream (reid/transfer.py).
+        self._uploader = PinnedUploader(self.device) if self.device.type == "cuda" else None
 
     # --- construction -------------------------------------------------------------------------------
 
@@ -202,11 +205,8 @@ class Extractor:
         return self.preprocess.height, self.preprocess.width
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        x = normalize(
-            batch.to(self.device, non_blocking=True),
-            self.preprocess,
-            channels_last=self.runtime.channels_last,
-        )
+        """Features of a uint8 batch already on :attr:`device`."""
+        x = normalize(batch, self.preprocess, channels_last=self.runtime.channels_last)
         feats = self._forward(x)
         if self.options.flip:
             feats = (feats + self._forward(x.flip(3))) / 2
@@ -220,13 +220,23 @@ class Extractor:
                 f"expected a uint8 batch of shape (N, {expected}), got {batch.dtype} {tuple(batch.shape)}"
             )
         out = np.empty((batch.shape[0], self.dim), dtype=np.float32)
+        chunks = list(_chunks(batch, self._chunk_size))
         with self._lock, torch.inference_mode():
-            for start, chunk in _chunks(batch, self._chunk_size):
-                feats = self._run(chunk)
+            staged = self._to_device(chunks[0][1]) if chunks else batch
+            for index, (start, chunk) in enumerate(chunks):
+                feats = self._run(staged)
+                if index + 1 < len(chunks):
+                    # Queued before waiting for these features: on a GPU the copy overlaps the compute.
+                    staged = self._to_device(chunks[index + 1][1])
                 if normalize_output:
                     feats = torch.nn.functional.normalize(feats, dim=1)
                 out[start : start + chunk.shape[0]] = feats.cpu().numpy()
         return out
+
+    def _to_device(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self._uploader is None or chunk.device.type != "cpu":
+            return chunk.to(self.device)
+        return self._uploader.upload(chunk)
 
     def prepare(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Decode + resize on the worker threads (raises the first bad image, with its index)."""
