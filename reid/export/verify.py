@@ -55,8 +55,8 @@ def sample_images(
     images of ``folder`` (sorted, so runs agree) or, without one, ``count`` synthetic pictures."""
     if folder is not None:
         files = sorted(p for p in Path(folder).rglob("*") if is_image_file(p))[:MAX_SAMPLES]
-        if len(files) < 2:
-            raise ConfigError(f"{folder} holds {len(files)} image(s); verification needs at least 2")
+        if len(files) < 3:
+            raise ConfigError(f"{folder} holds {len(files)} image(s); verification needs at least 3")
         sources: Sequence[str | bytes] = [str(p) for p in files[:count]]
     else:
         sources = synthetic_jpegs(count, (preprocess.height, preprocess.width), seed=seed)
@@ -116,6 +116,26 @@ def eager_reference(model: torch.nn.Module, images: torch.Tensor, preprocess: Pr
     )
 
 
+def neighbour_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's ``k`` nearest other rows (cosine) under ``reference`` that are also among
+    its ``k`` nearest under ``candidate``: rank-k agreement without labels. ``k`` shrinks to half the other
+    rows, so that a neighbourhood is never "everyone". A NaN candidate agrees with nothing."""
+    k = min(k, (len(reference) - 1) // 2)
+    if k < 1:
+        raise ConfigError("neighbour agreement needs at least 3 images")
+
+    def nearest(features: np.ndarray) -> np.ndarray:
+        unit = _unit(features)
+        sims = np.nan_to_num(unit @ unit.T, nan=-np.inf)
+        np.fill_diagonal(sims, np.inf)  # itself first, then dropped
+        return np.argsort(-sims, axis=1, kind="stable")[:, 1 : k + 1]
+
+    if not np.isfinite(candidate).all():
+        return 0.0
+    ours, theirs = nearest(reference), nearest(candidate)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ours, theirs, strict=True)]))
+
+
 def verify(
     reference: np.ndarray,
     embed: Embed,
@@ -123,20 +143,22 @@ def verify(
     batch_sizes: Sequence[int],
     *,
     threshold: float,
-    forced: bool = False,
+    min_agreement: float = 0.0,
 ) -> Verification:
-    """Run ``embed`` over ``images`` in chunks of each batch size; the worst error of all runs counts."""
-    worst, between = 0.0, 0.0
+    """Run ``embed`` over ``images`` in chunks of each batch size; the worst run counts."""
+    worst, agreement, between = 0.0, 1.0, 0.0
     for size in batch_sizes:
         got = np.concatenate([embed(images[i : i + size]) for i in range(0, len(images), size)])
         error, between = relative_error(reference, got)
         # NaN or inf outputs fail whatever the threshold (max() would skip a NaN).
         worst = max(worst, error) if np.isfinite(error) else float("inf")
+        agreement = min(agreement, neighbour_agreement(reference, got))
     return Verification(
         relative_error=worst,
         threshold=threshold,
         images=len(images),
         batch_sizes=tuple(batch_sizes),
         inter_image_distance=between,
-        forced=forced,
+        neighbour_agreement=agreement,
+        min_agreement=min_agreement,
     )

@@ -37,6 +37,8 @@ ARTIFACT_FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
 # Largest error (relative to the inter-image distance) an artifact may have and still be written.
 THRESHOLDS: dict[Precision, float] = {"fp32": 0.01, "bf16": 0.05, "fp16": 0.05, "int8": 0.15}
+# Share of each image's nearest neighbours an artifact must keep (int8: the rank-10 criterion).
+MIN_AGREEMENT: dict[Precision, float] = {"fp32": 0.0, "bf16": 0.0, "fp16": 0.0, "int8": 0.9}
 # Largest error at which an artifact's vectors may share a gallery with its source checkpoint's.
 SHARE_THRESHOLD = 0.01
 
@@ -47,6 +49,9 @@ class Verification:
 
     ``relative_error``: the largest distance between an image's artifact and eager embeddings (both
     L2-normalised), divided by the median distance between two different images' eager embeddings.
+    ``neighbour_agreement``: how much of each image's 10 nearest other sample images (fewer with fewer
+    samples) the artifact keeps, averaged; an int8 export verified on the user's own crops
+    (``--samples``) must keep ``min_agreement`` (0.9) of them.
     """
 
     relative_error: float
@@ -54,11 +59,13 @@ class Verification:
     images: int
     batch_sizes: tuple[int, ...]
     inter_image_distance: float
+    neighbour_agreement: float = 1.0
+    min_agreement: float = 0.0
     forced: bool = False
 
     @property
     def passed(self) -> bool:
-        return self.relative_error <= self.threshold
+        return self.relative_error <= self.threshold and self.neighbour_agreement >= self.min_agreement
 
     def to_dict(self) -> dict[str, Any]:
         record = {f.name: getattr(self, f.name) for f in fields(self)}

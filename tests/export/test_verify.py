@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from reid.errors import ConfigError
-from reid.export.verify import relative_error, sample_images, synthetic_jpegs, verify
+from reid.export.verify import (
+    neighbour_agreement,
+    relative_error,
+    sample_images,
+    synthetic_jpegs,
+    verify,
+)
 from reid.preprocess import PreprocessConfig
 
 
@@ -40,7 +46,36 @@ def test_sample_images_follow_the_contract(tmp_path) -> None:
     for i, blob in enumerate(synthetic_jpegs(3, (40, 20), seed=2)):
         (tmp_path / f"{i}.jpg").write_bytes(blob)
     assert tuple(sample_images(contract, tmp_path).shape) == (3, 3, 32, 16)
-    for name in ("1.jpg", "2.jpg"):
-        (tmp_path / name).unlink()
-    with pytest.raises(ConfigError, match="at least 2"):
+    (tmp_path / "2.jpg").unlink()
+    with pytest.raises(ConfigError, match="at least 3"):
         sample_images(contract, tmp_path)
+
+
+def _on_an_arc(angles: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def test_neighbour_agreement_by_hand() -> None:
+    # Gaps 0.1, 0.2, 0.3, 0.4, 0.5 along an arc: each point's nearest neighbour is the one before it
+    # (the first's is the second), without ties.
+    reference = _on_an_arc(np.array([0.0, 0.1, 0.3, 0.6, 1.0, 1.5]))
+    assert neighbour_agreement(reference, 5 * reference, k=2) == 1.0
+    # Rows 0 and 5 swap places: rows 0, 1 and 5 get another nearest neighbour, rows 2, 3, 4 keep theirs.
+    assert neighbour_agreement(reference, reference[[5, 1, 2, 3, 4, 0]], k=1) == pytest.approx(0.5)
+    assert neighbour_agreement(reference, np.full_like(reference, np.nan), k=2) == 0.0
+
+
+def test_int8_needs_its_neighbours_kept() -> None:
+    reference = _on_an_arc(np.cumsum(np.linspace(0.01, 0.05, 20)))  # growing gaps: no ties
+    images = np.zeros((20, 1))
+
+    shuffled = reference[np.random.default_rng(0).permutation(20)]
+
+    def scrambled(batch: np.ndarray) -> np.ndarray:
+        return shuffled[: len(batch)]
+
+    loose = verify(reference, scrambled, images, (20,), threshold=10.0)  # type: ignore[arg-type]
+    assert loose.passed
+    assert loose.neighbour_agreement < 0.9
+    strict = verify(reference, scrambled, images, (20,), threshold=10.0, min_agreement=0.9)  # type: ignore[arg-type]
+    assert not strict.passed
