@@ -35,15 +35,18 @@ COPY reid ./reid
 COPY app ./app
 # The cache mount keeps the multi-GB torch download across rebuilds without putting it in a layer.
 # An extra index whose torch is 2.14.1+cpu wins over PyPI's 2.14.1: the pins stay in pyproject.toml.
-# The milvus extra lets the same image serve a Milvus gallery (compose profile "milvus").
+# The milvus extra lets the same image serve a Milvus gallery (compose profile "milvus"). Each variant carries
+# the accelerated runtime of its hardware (REID_WEIGHTS pointing at an artifact of `reid export` selects it):
+# OpenVINO in the CPU image, TensorRT (torch-tensorrt) in the GPU image.
 RUN --mount=type=cache,target=/root/.cache/pip \
     case "${VARIANT}" in \
-        gpu) extra_index="" ;; \
-        cpu) extra_index="${TORCH_CPU_INDEX}" ;; \
+        gpu) extra_index=""; runtime_extra="tensorrt" ;; \
+        cpu) extra_index="${TORCH_CPU_INDEX}"; runtime_extra="openvino" ;; \
         *) echo "VARIANT must be gpu or cpu, got '${VARIANT}'" >&2; exit 1 ;; \
     esac \
     && python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install ${extra_index:+--extra-index-url "${extra_index}"} ".[${VARIANT},milvus]" \
+    && /opt/venv/bin/pip install ${extra_index:+--extra-index-url "${extra_index}"} \
+        ".[${VARIANT},${runtime_extra},milvus]" \
     && /opt/venv/bin/reid --help > /dev/null
 
 # --- runtime: the base, Python, the environment and an unprivileged user ----------------------------------

@@ -450,6 +450,7 @@ class InfoResponse(BaseModel):
     dim: int
     device: str
     dtype: str
+    runtime: str = Field(default="torch", description="torch, onnxruntime, openvino or tensorrt")
     input_size: list[int] = Field(description="[height, width] the images are resized to")
     flip: bool
     compile: bool

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reid.engine import DEFAULT_WEIGHTS_DIR, EngineOptions, default_weights
+from reid.engine import DEFAULT_WEIGHTS_DIR, EngineOptions, RuntimeChoice, default_weights
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
 from reid.zoo.options import ZooOptions
 
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     offline: bool = Field(default=False, description="never download: zoo names and URLs from the cache only")
     zoo_file: Path | None = Field(
         default=None, description="JSON file of extra zoo entries (format of reid/zoo/models.json)"
+    )
+    runtime: RuntimeChoice = Field(
+        default="auto",
+        description="torch, onnxruntime, openvino or tensorrt; auto: from REID_WEIGHTS (an exported "
+        "artifact's suffix, torch for a checkpoint)",
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -140,6 +145,7 @@ class Settings(BaseSettings):
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(
+            runtime=self.runtime,
             device=self.device,
             dtype=self.dtype,
             channels_last=self.channels_last,

@@ -10,7 +10,8 @@ busy neighbour or a clock change affects both alike.
 
 Prints both throughputs, their ratio, p50/p99 latency and the mean model batch size. Defaults: the
 product model (se_resnet50_ibn_a, 256×128) on a GPU; resnet18 at 128×64 on CPU to keep the run short.
-Weights are random unless ``--weights`` is given: throughput does not depend on them.
+Weights are random unless ``--weights`` is given (a checkpoint, or an artifact of ``reid export`` to load
+test another runtime): throughput does not depend on them.
 
     python benchmarks/load_test.py [--duration 20] [--concurrency 32] [--preset resnet50 --height 256]
 """
@@ -41,7 +42,7 @@ from tqdm import tqdm
 
 from app.main import create_app
 from app.settings import Settings
-from reid.engine import EngineOptions, Extractor
+from reid.engine import RUNTIME_CHOICES, EngineOptions, Extractor, load_extractor
 from reid.models import reid_config
 from reid.preprocess import PreprocessConfig, prepare_image
 
@@ -56,7 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", help="backbone preset (default: se_resnet50_ibn_a on GPU, resnet18 on CPU)")
     p.add_argument("--height", type=int, help="model input height (default 256 on GPU, 128 on CPU)")
     p.add_argument("--width", type=int, help="model input width (default 128 on GPU, 64 on CPU)")
-    p.add_argument("--weights", type=Path, help="a checkpoint instead of random weights")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="a checkpoint or an exported artifact (.onnx, .xml, .ep) instead of random weights",
+    )
+    p.add_argument("--runtime", default="auto", choices=RUNTIME_CHOICES, help="auto: from --weights")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--max-batch-size", type=int, default=32)
@@ -78,9 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_extractor(args: argparse.Namespace) -> Extractor:
-    options = EngineOptions(device=args.device, dtype=args.dtype, max_batch_size=args.max_batch_size)
+    options = EngineOptions(
+        runtime=args.runtime, device=args.device, dtype=args.dtype, max_batch_size=args.max_batch_size
+    )
     if args.weights is not None:
-        return Extractor.from_checkpoint(args.weights, options=options)
+        return load_extractor(args.weights, options=options)
     on_gpu = options.resolve_device().type == "cuda"
     preset, height, width = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
     config = reid_config(args.preset or preset)

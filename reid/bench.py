@@ -1,12 +1,14 @@
 """Inference benchmark: model-only throughput of each optimised path against fp32 eager, in one run.
 
-For every batch size, each variant (an :class:`~reid.optimize.OptimizeOptions`) runs on the same input;
-its embeddings are compared with fp32 eager's (minimum cosine over the batch) and its calls are timed in
-interleaved rounds, so a neighbour's load or thermal drift hits every variant alike. Throughput is the
-batch size over the fastest call; the report gives the load average before and after, because numbers
-taken on a busy machine are not worth much whatever the statistic. Decoding + preprocessing (JPEG bytes
-→ uint8 tensors) is measured separately, with the number of decode threads, so the bottleneck of the
-whole pipeline is visible.
+For every batch size, each variant (an :class:`~reid.optimize.OptimizeOptions` on torch, or an artifact
+of another runtime that ``reid export`` writes into a temporary folder first) runs on the same input;
+its embeddings are compared with fp32 eager's (minimum cosine over the batch, and the largest error
+relative to the median distance between two different images, as ``reid export`` verifies) and its
+calls are timed in interleaved rounds, so a neighbour's load or thermal drift hits every variant
+alike. Throughput is the batch size over the fastest call; the report gives the load average before
+and after, because numbers taken on a busy machine are not worth much whatever the statistic.
+Decoding + preprocessing (JPEG bytes → uint8 tensors) is measured separately, with the number of decode
+threads, so the bottleneck of the whole pipeline is visible.
 
 Without ``weights`` the model is randomly initialised and its BatchNorm statistics are calibrated on the
 sample images: with raw initial statistics all embeddings are nearly parallel and every cosine looks
@@ -21,24 +23,30 @@ import copy
 import io
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from reid.checkpoints import load_checkpoint
+from reid.checkpoints import load_checkpoint, sha256_file
 from reid.errors import ConfigError
-from reid.models import DEFAULT_BACKBONE, create_reid_model
-from reid.optimize import OptimizeOptions, native_bf16_cpu, optimize_model
+from reid.export import SPECS, ExportDtype, ExportOptions, Format, export_model
+from reid.export.verify import largest_distance, median_distance, synthetic_jpegs
+from reid.models import DEFAULT_BACKBONE, ReIDModel, create_reid_model
+from reid.optimize import Forward, OptimizeOptions, native_bf16_cpu, optimize_model
 from reid.preprocess import PreprocessConfig, Preprocessor, normalize
+from reid.runtimes import BatchProfile, find_artifact, open_artifact
+from reid.runtimes.artifact import ArtifactManifest, read_artifact_manifest
+from reid.runtimes.base import RUNTIMES, RuntimeName
 from reid.zoo.resolve import resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -52,14 +60,29 @@ _FP32_EAGER = OptimizeOptions(channels_last=False)
 _MIN_IMAGES = 8
 _MAX_IMAGES = 64
 _TABLE_HEADER = (
-    f"{'variant':<18} {'batch':>5} {'img/s':>10} {'x fp32':>7} {'cos min':>9} {'calls':>5} {'1st call s':>10}"
+    f"{'variant':<18} {'batch':>5} {'img/s':>10} {'x fp32':>7} {'cos min':>9} {'rel err':>8} {'calls':>5} "
+    f"{'1st call s':>10}"
 )
+_FORMATS: dict[RuntimeName, Format] = {spec.runtime: name for name, spec in SPECS.items()}
+_NCHW = OptimizeOptions(channels_last=False)
 
 
 @dataclass(frozen=True)
 class Variant:
+    """An inference path: ``options`` on torch, or an artifact of ``runtime`` in ``precision`` (exported
+    for the run, or a given ``artifact``)."""
+
     name: str
     options: OptimizeOptions
+    runtime: RuntimeName = "torch"
+    precision: ExportDtype = "fp32"
+    artifact: Path | None = None
+
+    def describe(self) -> str:
+        if self.runtime == "torch":
+            return self.options.describe()
+        made = str(self.artifact) if self.artifact is not None else f"exported to {_FORMATS[self.runtime]}"
+        return f"{self.runtime} artifact ({made}), {self.precision}"
 
 
 # Variants are data: the baseline first, then one optimisation at a time, then the combinations.
@@ -70,6 +93,9 @@ CPU_VARIANTS = (
     Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
     Variant("compile", OptimizeOptions(compile=True)),
     Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
+    Variant("onnxruntime", _NCHW, "onnxruntime"),
+    Variant("openvino", _NCHW, "openvino"),
+    Variant("openvino-bf16", _NCHW, "openvino", "bf16"),
 )
 CUDA_VARIANTS = (
     Variant(BASELINE, _FP32_EAGER),
@@ -77,6 +103,8 @@ CUDA_VARIANTS = (
     Variant("fp16", OptimizeOptions(dtype=torch.float16)),
     Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
     Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
+    Variant("tensorrt-fp16", _NCHW, "tensorrt", "fp16"),
+    Variant("tensorrt-bf16", _NCHW, "tensorrt", "bf16"),
 )
 
 
@@ -86,15 +114,19 @@ def device_variants(device: torch.device) -> tuple[Variant, ...]:
 
 def _default_on(variant: Variant, device: torch.device) -> bool:
     """Whether a default run measures ``variant``: compiling emulated bf16 on a CPU without native bf16
-    costs minutes to learn what eager bf16 already shows (it is slower than fp32), so it is opt-in."""
-    emulated_bf16 = device.type == "cpu" and variant.options.dtype == torch.bfloat16 and not native_bf16_cpu()
-    return not (emulated_bf16 and variant.options.compile)
+    costs minutes to learn what eager bf16 already shows (it is slower than fp32), so it is opt-in; an
+    OpenVINO bf16 artifact cannot even be exported (verified) there."""
+    if device.type != "cpu" or native_bf16_cpu():
+        return True
+    emulated_bf16 = variant.options.dtype == torch.bfloat16 and variant.options.compile
+    return not (emulated_bf16 or (variant.runtime == "openvino" and variant.precision == "bf16"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     """What to measure. ``None`` batch sizes / variants / decode threads mean the device's defaults
-    (1/8/32, plus 256 on CUDA; every variant; 1 thread and one per CPU core). ``min_time`` is the
+    (1/8/32, plus 256 on CUDA; every variant; 1 thread and one per CPU core). ``runtimes``: whose
+    variants run (default torch only; the fp32 eager baseline always runs). ``min_time`` is the
     timed seconds per variant and batch size, spread over ``rounds`` interleaved rounds."""
 
     preset: str = DEFAULT_BACKBONE
@@ -103,6 +135,7 @@ class BenchConfig:
     width: int = 128
     batch_sizes: tuple[int, ...] | None = None
     variants: tuple[str, ...] | None = None
+    runtimes: tuple[str, ...] = ("torch",)
     min_time: float = 2.0
     rounds: int = 3
     device: str = "auto"
@@ -114,6 +147,9 @@ class BenchConfig:
             raise ConfigError(f"batch sizes must be positive, got {self.batch_sizes}")
         if self.decode_threads is not None and (not self.decode_threads or min(self.decode_threads) < 1):
             raise ConfigError(f"decode threads must be positive, got {self.decode_threads}")
+        unknown = set(self.runtimes) - set(RUNTIMES)
+        if unknown or not self.runtimes:
+            raise ConfigError(f"runtimes must be among {', '.join(RUNTIMES)}, got {self.runtimes}")
         if self.min_time <= 0 or self.rounds < 1:
             raise ConfigError(f"need min_time > 0 and rounds >= 1, got {self.min_time}, {self.rounds}")
 
@@ -131,15 +167,18 @@ class BenchConfig:
         return CUDA_BATCH_SIZES if device.type == "cuda" else CPU_BATCH_SIZES
 
     def resolve_variants(self, device: torch.device) -> tuple[Variant, ...]:
-        """The chosen variants in the device's order, always with the fp32 baseline first."""
+        """The chosen variants of the chosen runtimes in the device's order, always with the fp32 baseline
+        first."""
         known = device_variants(device)
         if self.variants is None:
-            return tuple(v for v in known if _default_on(v, device))
-        unknown = set(self.variants) - {v.name for v in known}
-        if unknown:
-            names = ", ".join(v.name for v in known)
-            raise ConfigError(f"unknown variant(s) {sorted(unknown)} on {device.type}; valid: {names}")
-        return tuple(v for v in known if v.name == BASELINE or v.name in self.variants)
+            chosen = tuple(v for v in known if _default_on(v, device))
+        else:
+            unknown = set(self.variants) - {v.name for v in known}
+            if unknown:
+                names = ", ".join(v.name for v in known)
+                raise ConfigError(f"unknown variant(s) {sorted(unknown)} on {device.type}; valid: {names}")
+            chosen = tuple(v for v in known if v.name == BASELINE or v.name in self.variants)
+        return tuple(v for v in chosen if v.name == BASELINE or v.runtime in self.runtimes)
 
     def resolve_decode_threads(self) -> tuple[int, ...]:
         if self.decode_threads is not None:
@@ -154,6 +193,7 @@ class ModelResult:
     images_per_s: float
     ratio: float
     cosine_min: float
+    relative_error: float
     calls: int
     first_call_s: float
 
@@ -195,11 +235,14 @@ class BenchReport:
         ]
         lines += [
             f"{r.variant:<18} {r.batch_size:>5} {r.images_per_s:>10.1f} {r.ratio:>7.2f} "
-            f"{r.cosine_min:>9.6f} {r.calls:>5} {r.first_call_s:>10.2f}"
+            f"{r.cosine_min:>9.6f} {r.relative_error:>8.1e} {r.calls:>5} {r.first_call_s:>10.2f}"
             for r in self.model
         ]
         closest = self.inter_image_cosine_max
-        lines.append(f"(largest cosine between two different images' fp32 embeddings: {closest:.4f})")
+        lines.append(
+            f"(largest cosine between two different images' fp32 embeddings: {closest:.4f}; rel err: largest "
+            "distance to fp32 eager / median distance between two different images, as reid export checks)"
+        )
         for d in self.decode:
             sh, sw = d.source_size
             lines.append(
@@ -207,24 +250,6 @@ class BenchReport:
                 f"({sh}x{sw} JPEG → {h}x{w} uint8)"
             )
         return "\n".join(lines)
-
-
-def synthetic_jpegs(count: int, size: tuple[int, int], *, seed: int = 0, quality: int = 90) -> list[bytes]:
-    """``count`` distinct JPEGs of ``size`` (height, width): smooth random colour fields with noise, so
-    they compress and decode like photographs rather than like flat colour."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    images = []
-    for _ in range(count):
-        coarse = rng.random((3, max(2, height // 16), max(2, width // 16)), dtype=np.float32)
-        smooth = F.interpolate(
-            torch.from_numpy(coarse)[None], size=size, mode="bicubic", align_corners=False
-        )[0]
-        pixels = smooth.numpy().transpose(1, 2, 0) * 200 + rng.normal(0, 12, (height, width, 3))
-        buffer = io.BytesIO()
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
-        images.append(buffer.getvalue())
-    return images
 
 
 def calibrate_batchnorm(model: ModuleT, batches: Iterable[torch.Tensor]) -> ModuleT:
@@ -318,12 +343,13 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
-def _load_model(config: BenchConfig) -> tuple[nn.Module, PreprocessConfig, str, str]:
+def _load_model(
+    config: BenchConfig, weights: Path | None, input_size: tuple[int, int]
+) -> tuple[ReIDModel, PreprocessConfig, str, str]:
     """(model in eval mode, its preprocessing, its name, where its weights come from)."""
-    if config.weights is not None:
-        path = resolve_weights(config.weights).path  # a zoo name or URL: the cached download
-        loaded = load_checkpoint(path, input_size=(config.height, config.width))
-        return loaded.model, loaded.preprocess, loaded.config.backbone_name, f"weights {config.weights}"
+    if weights is not None:
+        loaded = load_checkpoint(weights, input_size=input_size)
+        return loaded.model, loaded.preprocess, loaded.config.backbone_name, f"weights {weights}"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = create_reid_model(config.preset).eval()
@@ -331,8 +357,68 @@ def _load_model(config: BenchConfig) -> tuple[nn.Module, PreprocessConfig, str, 
     return model, preprocess, config.preset, f"random weights (seed {config.seed}), BatchNorm calibrated"
 
 
+def _source_checkpoint(artifact: Path, manifest: ArtifactManifest) -> Path:
+    """The checkpoint ``artifact`` was exported from, looked for beside it and one folder up (where
+    ``reid export`` puts artifacts by default), recognised by its SHA-256."""
+    for folder in (artifact.parent, artifact.parent.parent):
+        candidate = folder / manifest.source_file
+        if candidate.is_file() and sha256_file(candidate) == manifest.source_sha256:
+            return candidate
+    raise ConfigError(
+        f"benchmarking {artifact.name} needs its source checkpoint {manifest.source_file} (the fp32 eager "
+        "baseline) beside it or one folder up"
+    )
+
+
+def _given_artifact(path: Path, batch_sizes: Sequence[int]) -> tuple[Variant, Path, tuple[int, int]]:
+    """The variant of an exported artifact given as ``--weights``, its source checkpoint and its input
+    size (fixed by the artifact)."""
+    manifest = read_artifact_manifest(path)
+    profile = manifest.batch
+    outside = [b for b in batch_sizes if not profile.min <= b <= profile.max]
+    if outside:
+        raise ConfigError(
+            f"batch sizes {outside} are outside {path.name}'s profile {profile.min}..{profile.max}"
+        )
+    variant = Variant("artifact", _NCHW, manifest.runtime, manifest.dtype, artifact=path)
+    size = (manifest.preprocess.height, manifest.preprocess.width)
+    return variant, _source_checkpoint(path, manifest), size
+
+
+def _artifact_forward(
+    variant: Variant,
+    model: ReIDModel,
+    preprocess: PreprocessConfig,
+    device: torch.device,
+    folder: Path,
+    max_batch: int,
+    cleanup: contextlib.ExitStack,
+) -> Forward:
+    """Load ``variant``'s artifact, exporting ``model`` into ``folder`` first when it has none. Written even
+    if it fails verification (``force``): the table shows its error anyway."""
+    if variant.artifact is not None:
+        given, _ = open_artifact(variant.artifact, device)
+        cleanup.callback(given.close)
+        return given.forward
+    fmt = _FORMATS[variant.runtime]
+    result = export_model(
+        model,
+        preprocess,
+        folder / f"{variant.name}{SPECS[fmt].suffix}",
+        ExportOptions(
+            format=fmt, dtype=variant.precision, batch=BatchProfile(1, max_batch, max_batch), force=True
+        ),
+        source_file="(benchmark model)",
+        source_sha256="0" * 64,
+        source_fingerprint="benchmark",
+    )
+    runtime, _ = open_artifact(result.path, device)
+    cleanup.callback(runtime.close)
+    return runtime.forward
+
+
 def bench_model(
-    model: nn.Module,
+    model: ReIDModel,
     images: torch.Tensor,
     preprocess: PreprocessConfig,
     variants: Sequence[Variant],
@@ -348,16 +434,29 @@ def bench_model(
     and gives the embeddings that are compared with the baseline's.
     """
     sync = _synchronize(device)
-    forwards = {v.name: optimize_model(model, v.options, device) for v in variants}
     results: list[ModelResult] = []
     progress = tqdm(total=len(batch_sizes) * len(variants), desc="model variants", unit="run", leave=False)
-    with progress, torch.inference_mode():
+    with contextlib.ExitStack() as cleanup:
+        folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="reid-bench-")))
+        forwards = {
+            v.name: optimize_model(model, v.options, device)
+            if v.runtime == "torch"
+            else _artifact_forward(v, model, preprocess, device, folder, max(batch_sizes), cleanup)
+            for v in variants
+        }
+        with torch.inference_mode():
+            between = median_distance(
+                forwards[variants[0].name](normalize(images.to(device), preprocess)).cpu().numpy()
+            )
+        cleanup.enter_context(progress)
+        cleanup.enter_context(torch.inference_mode())
         for batch_size in batch_sizes:
             uint8 = _batches(images, batch_size).to(device)
             inputs = {
                 v.name: normalize(uint8, preprocess, channels_last=v.options.channels_last) for v in variants
             }
             cosines: dict[str, float] = {}
+            errors: dict[str, float] = {}
             first_call: dict[str, float] = {}
             reference: torch.Tensor | None = None
             for v in variants:
@@ -366,6 +465,7 @@ def bench_model(
                 # Compare now: a CUDA-graph replay may overwrite ``out`` later.
                 reference = out.clone() if reference is None else reference
                 cosines[v.name] = min_cosine(out, reference)
+                errors[v.name] = largest_distance(reference.cpu().numpy(), out.cpu().numpy()) / between
                 progress.update()
             progress.set_postfix_str(f"timing batch {batch_size}")
             durations = time_interleaved(
@@ -379,7 +479,14 @@ def bench_model(
                 calls = len(durations[v.name])
                 results.append(
                     ModelResult(
-                        v.name, batch_size, speed, speed / base, cosines[v.name], calls, first_call[v.name]
+                        v.name,
+                        batch_size,
+                        speed,
+                        speed / base,
+                        cosines[v.name],
+                        errors[v.name],
+                        calls,
+                        first_call[v.name],
                     )
                 )
     return results
@@ -410,7 +517,14 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
     device = config.resolve_device()
     batch_sizes = config.resolve_batch_sizes(device)
     variants = config.resolve_variants(device)
-    model, preprocess, name, weights = _load_model(config)
+    # A zoo name or URL: the cached download.
+    checkpoint = resolve_weights(config.weights).path if config.weights is not None else None
+    input_size = (config.height, config.width)
+    artifact = find_artifact(checkpoint) if checkpoint is not None else None
+    if artifact is not None:
+        given, checkpoint, input_size = _given_artifact(artifact, batch_sizes)
+        variants = (*variants, given)
+    model, preprocess, name, weights = _load_model(config, checkpoint, input_size)
     # Enough distinct pictures for a meaningful calibration and cosine, bounded for big batches.
     count = min(max(*batch_sizes, _MIN_IMAGES), _MAX_IMAGES)
     jpegs = synthetic_jpegs(count, (preprocess.height, preprocess.width), seed=config.seed)
@@ -444,7 +558,7 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
         preset=name,
         weights=weights,
         input_size=(preprocess.height, preprocess.width),
-        variants={v.name: v.options.describe() for v in variants},
+        variants={v.name: v.describe() for v in variants},
         inter_image_cosine_max=max_cross_cosine(fp32),
         model=results,
         decode=decode,

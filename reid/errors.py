@@ -142,3 +142,9 @@ class OfflineMissing(ReidError):
     """Offline mode (``REID_OFFLINE``) and the requested weights are not in the cache."""
 
     code = "offline_missing"
+
+
+class ExportError(ReidError):
+    """An export that cannot be written, or whose artifact fails its verification against eager fp32."""
+
+    code = "export_failed"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +171,55 @@ def test_run_benchmark_end_to_end(tmp_path):
     assert "x fp32" in text
     round_trip = json.loads(json.dumps(report.to_dict()))
     assert round_trip["model"][1]["variant"] == "fold_bn"
+
+
+def test_runtimes_run_side_by_side_with_their_error_to_fp32():
+    pytest.importorskip("openvino")
+    config = BenchConfig(
+        preset="resnet18",
+        height=64,
+        width=32,
+        batch_sizes=(3,),
+        variants=("onnxruntime", "openvino"),
+        runtimes=("openvino",),
+        min_time=0.02,
+        rounds=1,
+        decode_threads=(1,),
+    )
+    report = run_benchmark(config)
+    assert [r.variant for r in report.model] == ["fp32", "openvino"]  # onnxruntime's runtime is not on
+    base, *others = report.model
+    assert base.relative_error == 0.0
+    for result in others:
+        assert result.ratio == pytest.approx(result.images_per_s / base.images_per_s)
+        assert result.relative_error < 0.01  # fp32 artifacts: far below the distance between images
+    assert "openvino artifact" in report.format()
+    # torch's own variants only run when torch is among the runtimes.
+    mixed = BenchConfig(runtimes=("openvino",), variants=("channels_last", "openvino"))
+    assert [v.name for v in mixed.resolve_variants(CPU)] == ["fp32", "openvino"]
+    with pytest.raises(ConfigError, match="runtimes must be among"):
+        BenchConfig(runtimes=("tflite",))
+
+
+def test_bench_on_an_exported_artifact_uses_its_source_as_baseline(
+    openvino_artifact: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    shutil.copy(tiny_checkpoint, tmp_path / tiny_checkpoint.name)
+    shutil.copytree(openvino_artifact.parent, tmp_path / "ov")
+    config = BenchConfig(
+        weights=str(tmp_path / "ov" / openvino_artifact.name),
+        batch_sizes=(2,),
+        variants=(),
+        min_time=0.02,
+        rounds=1,
+        decode_threads=(1,),
+    )
+    report = run_benchmark(config)
+    assert [r.variant for r in report.model] == ["fp32", "artifact"]
+    assert report.model[1].relative_error < 0.01
+    assert str(openvino_artifact.name) in report.variants["artifact"]
+    with pytest.raises(ConfigError, match="outside"):
+        run_benchmark(replace(config, batch_sizes=(64,)))
+    (tmp_path / tiny_checkpoint.name).unlink()
+    with pytest.raises(ConfigError, match="needs its source checkpoint"):
+        run_benchmark(config)

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "gallery",
     "eval",
     "convert",
+    "export",
     "models",
     "bench",
     "synth",

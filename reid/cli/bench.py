@@ -11,6 +11,7 @@ from typing import Any
 
 from reid.bench import CPU_VARIANTS, CUDA_VARIANTS, BenchConfig, run_benchmark
 from reid.models import DEFAULT_BACKBONE
+from reid.runtimes import RUNTIMES
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -28,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_BACKBONE, help=f"backbone preset (default {DEFAULT_BACKBONE})")
     p.add_argument(
         "--weights",
-        help="checkpoint, zoo name or https URL to load (its own architecture: --preset is ignored)",
+        help="checkpoint, zoo name or https URL to load (its own architecture: --preset is ignored), or an "
+        "exported artifact (benchmarked beside its source checkpoint, found next to it or one folder up)",
     )
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
@@ -41,6 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated subset; fp32 always runs. CPU: {cpu}; CUDA: {cuda}. Default: all "
         "(bf16+compile on CPU only where bf16 is native)",
     )
+    p.add_argument(
+        "--runtime",
+        dest="runtimes",
+        type=_names,
+        default=("torch",),
+        help=f"comma-separated runtimes whose variants run (default torch; among {','.join(RUNTIMES)}); "
+        "artifact runtimes export the model to a temporary folder first",
+    )
     p.add_argument("--min-time", type=float, default=2.0, help="timed seconds per variant and batch size")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -51,7 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "bench", help="benchmark inference paths (fp32, channels_last, bf16, compile) and decoding"
+        "bench",
+        help="benchmark inference paths (fp32, channels_last, bf16, compile; ONNX Runtime, OpenVINO, "
+        "TensorRT) and decoding",
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -65,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         width=args.width,
         batch_sizes=args.batch_sizes,
         variants=args.variants,
+        runtimes=args.runtimes,
         min_time=args.min_time,
         rounds=args.rounds,
         device=args.device,

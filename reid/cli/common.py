@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reid.engine import EngineOptions, Extractor, default_weights, load_extractor
+from reid.engine import RUNTIME_CHOICES, EngineOptions, Extractor, default_weights, load_extractor
 from reid.errors import ConfigError
 from reid.gallery import BACKENDS, GallerySpec
 
@@ -14,8 +14,14 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         default=None,
-        help="checkpoint file or folder, zoo name (reid weights list) or https URL "
-        "(default: ./weights/ when it exists)",
+        help="checkpoint or exported artifact (.onnx, OpenVINO .xml, TensorRT .ep), a folder holding one, "
+        "a zoo name (reid weights list) or an https URL (default: ./weights/ when it exists)",
+    )
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIME_CHOICES,
+        help="auto (default): from the artifact's suffix, torch for a checkpoint",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -27,6 +33,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
+        runtime=args.runtime,
         device=args.device,
         dtype=args.dtype,
         channels_last=args.channels_last,

@@ -31,12 +31,14 @@ import numpy as np
 import torch
 
 from reid.datasets import ImageRecord
-from reid.engine import EngineOptions, find_checkpoint, load_extractor
+from reid.engine import EngineOptions, embedding_fingerprint, load_extractor, locate_weights
 from reid.errors import ConfigError, ModelMismatch
 from reid.gallery import GallerySpec
 from reid.jobs.index import DEFAULT_CHUNK_SIZE, IndexSummary, open_index_run
 from reid.jobs.pipeline import ChunkResult, Failure, prepare_chunk
 from reid.preprocess import PreprocessConfig, Preprocessor
+from reid.runtimes import find_artifact
+from reid.runtimes.artifact import read_artifact_manifest
 from reid.zoo.resolve import resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -67,10 +69,24 @@ class ModelInfo:
 def describe_model(weights: str | None, options: EngineOptions) -> ModelInfo:
     """Load the model once on this machine's CPU, as a replica will load it, and read its identity.
 
-    Only what changes the fingerprint is kept from ``options`` (``flip``): the device, dtype and
-    optimisations are the replicas' business.
+    Only what changes the fingerprint is kept from ``options`` (``flip``; the runtime, which picks an
+    exported artifact, whose manifest is read instead): the device, dtype and optimisations are the
+    replicas' business.
     """
-    cheap = EngineOptions(device="cpu", dtype="fp32", fold_bn=False, channels_last=False, flip=options.flip)
+    artifact = find_artifact(weights, options.runtime) if weights is not None else None
+    if artifact is not None:
+        # An exported artifact's manifest says it all (a TensorRT one could not even load on a CPU driver).
+        manifest = read_artifact_manifest(artifact)
+        fingerprint = embedding_fingerprint(manifest.fingerprint, flip=options.flip)
+        return ModelInfo(manifest.embedding_dim, fingerprint, manifest.preprocess)
+    cheap = EngineOptions(
+        runtime=options.runtime,
+        device="cpu",
+        dtype="fp32",
+        fold_bn=False,
+        channels_last=False,
+        flip=options.flip,
+    )
     extractor = load_extractor(weights, options=cheap, decode_workers=1)
     try:
         return ModelInfo(extractor.dim, extractor.fingerprint, extractor.preprocess)
@@ -292,9 +308,10 @@ def index_source_ray(
     ray = import_ray()
     options = options or EngineOptions()
     # A zoo name or URL is downloaded here once; replicas read the cached file.
-    checkpoint = find_checkpoint(resolve_weights(weights).path) if weights is not None else None
+    local = resolve_weights(weights).path if weights is not None else None
+    resolved = locate_weights(local, options.runtime)
     # Absolute, so that workers resolve it whatever their working directory.
-    weights_path = str(checkpoint.resolve()) if checkpoint is not None else None
+    weights_path = str(resolved.resolve()) if resolved is not None else None
     model = describe_model(weights_path, options)
     with open_index_run(
         source,

@@ -73,7 +73,11 @@ def test_variants_are_extras_of_the_package() -> None:
     assert variants <= set(extras)
     assert any(name.startswith("faiss-gpu") for name in extras["gpu"])
     assert any(name.startswith("faiss-cpu") for name in extras["cpu"])
-    assert '".[${VARIANT},milvus]"' in install
+    assert '".[${VARIANT},${runtime_extra},milvus]"' in install
+    # Each image carries the accelerated runtime of its hardware.
+    runtimes = dict(re.findall(r"\b(\w+)\) extra_index=[^;]*; runtime_extra=\"(\w+)\"", install))
+    assert runtimes == {"gpu": "tensorrt", "cpu": "openvino"}
+    assert {"tensorrt", "openvino", "onnx"} <= set(extras)
 
 
 def test_build_is_multi_stage_and_runtime_copies_the_environment() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reid.datasets import read_image_list, scan_folder
-from reid.engine import EngineOptions, load_extractor
+from reid.engine import EngineOptions, load_extractor, locate_weights
 from reid.errors import ConfigError, ModelMismatch
 from reid.gallery import GallerySpec
 from reid.jobs import index_source, index_source_ray
@@ -209,3 +209,13 @@ def test_replicas_default_to_one_per_gpu(cluster, device, kwargs, expected):
 def test_impossible_replica_plans_are_refused(cluster, device, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         plan_replicas(cluster, EngineOptions(device=device), **kwargs)
+
+
+def test_the_driver_reads_an_artifacts_identity_from_its_manifest(openvino_artifact, tiny_checkpoint):
+    """No model is loaded on the driver for an artifact (a TensorRT one could not load on its CPU), and a
+    folder holding an OpenVINO IR is an artifact, not a folder without weights."""
+    flip = EngineOptions(device="cpu", flip=True)
+    info = ray_job.describe_model(str(openvino_artifact), flip)
+    reference = load_extractor(tiny_checkpoint, options=flip)
+    assert (info.dim, info.fingerprint, info.preprocess) == (512, reference.fingerprint, reference.preprocess)
+    assert locate_weights(openvino_artifact.parent) == openvino_artifact

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Every GPU figure of the README in one run (about 8 minutes on one recent NVIDIA GPU):
+#   1. model only, per runtime and precision, at batch 1/32/256 (reid bench: torch fp16/bf16, TensorRT),
+#      with CPU decoding beside it;
+#   2. HTTP /embed end to end vs model only, 64 clients, on a TensorRT fp16 artifact (benchmarks/load_test.py);
+#   3. JPEG decode + resize, CPU threads vs the GPU (nvJPEG);
+#   4. FAISS exact search on the GPU over 1M x 2048 vectors.
+# Each step is bounded in time; the script goes on after a failed step and exits non-zero if any failed.
+#
+#   benchmarks/gpu_check.sh                        # random weights (throughput does not depend on them)
+#   WEIGHTS=weights/model.safetensors benchmarks/gpu_check.sh   # a trained checkpoint: errors mean something
+#
+# Needs the GPU image or `pip install '.[gpu,tensorrt,dev]'`. PYTHON picks the interpreter (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/reid-gpu-check.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+FAILED=()
+
+step() {
+    # step NAME SECONDS COMMAND...: run COMMAND under a time limit, record a failure and go on.
+    local name="$1" limit="$2"
+    shift 2
+    echo
+    echo "=== ${name} ==="
+    local started=$SECONDS
+    if timeout --signal=INT --kill-after=20 "$limit" "$@"; then
+        echo "--- ${name}: ok ($((SECONDS - started)) s)"
+    else
+        echo "--- ${name}: FAILED (exit $?, $((SECONDS - started)) s)"
+        FAILED+=("$name")
+    fi
+}
+
+echo "=== host ==="
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || FAILED+=("nvidia-smi")
+"$PYTHON" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "available:", torch.cuda.is_available())'
+"$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || {
+    echo "error: CUDA is not available to torch" >&2
+    exit 1
+}
+
+if [[ -n "${WEIGHTS:-}" ]]; then
+    CHECKPOINT="$WEIGHTS"
+    BENCH_WEIGHTS=(--weights "$WEIGHTS")
+    FORCE=()
+else
+    CHECKPOINT="$WORK/weights/random.safetensors"
+    BENCH_WEIGHTS=()
+    # Random networks exaggerate low-precision error: export anyway, the manifest records it.
+    FORCE=(--force)
+    step "random checkpoint" 120 "$PYTHON" benchmarks/gpu_probes.py checkpoint "$CHECKPOINT"
+fi
+
+step "model only: torch and TensorRT at batch 1/32/256" 300 \
+    "$PYTHON" -m reid bench --device cuda "${BENCH_WEIGHTS[@]}" --batch-sizes 1,32,256 \
+    --runtime torch,tensorrt --variants fp16,bf16,tensorrt-fp16 --min-time 1 --rounds 2 \
+    --decode-threads "1,$(nproc)" --json "$WORK/bench.json"
+
+step "export TensorRT fp16 (batch 1..64)" 240 \
+    "$PYTHON" -m reid export "$CHECKPOINT" --format tensorrt --dtype fp16 \
+    --min-batch 1 --opt-batch 64 --max-batch 64 --out "$WORK/trt" "${FORCE[@]}"
+
+ARTIFACT="$(find "$WORK/trt" -name '*.ep' -print -quit 2>/dev/null || true)"
+if [[ -n "$ARTIFACT" ]]; then
+    step "HTTP /embed vs model only, 64 clients, TensorRT fp16" 150 \
+        "$PYTHON" benchmarks/load_test.py --weights "$ARTIFACT" --device cuda --max-batch-size 64 \
+        --concurrency 64 --duration 15
+else
+    echo "--- no TensorRT artifact: HTTP step skipped"
+    FAILED+=("HTTP /embed")
+fi
+
+step "decode: CPU vs GPU" 120 "$PYTHON" benchmarks/gpu_probes.py decode
+step "FAISS GPU exact search 1M x 2048" 180 "$PYTHON" benchmarks/gpu_probes.py faiss
+
+echo
+if ((${#FAILED[@]})); then
+    echo "gpu_check: ${#FAILED[@]} step(s) failed: ${FAILED[*]}"
+    exit 1
+fi
+echo "gpu_check: every step passed"

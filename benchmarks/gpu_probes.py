@@ -1,0 +1,132 @@
+"""The GPU measurements of ``benchmarks/gpu_check.sh`` that no other command makes, one sub-command each.
+
+    python benchmarks/gpu_probes.py checkpoint OUT.safetensors   # random SE-IBN-R50 weights + manifest
+    python benchmarks/gpu_probes.py decode [--images 512]        # JPEG decode+resize img/s, CPU vs GPU
+    python benchmarks/gpu_probes.py faiss [--n 1000000]          # FAISS GPU exact search, 1M x 2048
+
+Each prints its figures and exits non-zero when it cannot measure (no CUDA, no faiss GPU build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from reid.bench import calibrate_batchnorm
+from reid.checkpoints import write_checkpoint_manifest, write_safetensors
+from reid.export.verify import synthetic_jpegs
+from reid.models import DEFAULT_BACKBONE, create_reid_model
+from reid.preprocess import PreprocessConfig, Preprocessor, normalize
+
+
+def _best_seconds(call: Callable[[], object], repeats: int) -> float:
+    call()  # warm-up: threads, CUDA context, kernels
+    best = float("inf")
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        call()
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def checkpoint(args: argparse.Namespace) -> int:
+    """Random product-model weights with calibrated BatchNorm statistics, as a checkpoint with manifest."""
+    preprocess = PreprocessConfig()
+    with Preprocessor(preprocess) as pre:
+        images = pre.prepare_batch(synthetic_jpegs(32, (preprocess.height, preprocess.width)))
+    torch.manual_seed(0)
+    model = calibrate_batchnorm(create_reid_model(DEFAULT_BACKBONE), [normalize(images, preprocess)])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_safetensors(model.state_dict(), args.out)
+    manifest = write_checkpoint_manifest(args.out, source="reid")
+    print(f"wrote {args.out} ({manifest.fingerprint}, random weights, BatchNorm calibrated)")
+    return 0
+
+
+def decode(args: argparse.Namespace) -> int:
+    """Decode + resize to 256×128: Pillow on CPU threads (the service's path) vs nvJPEG through
+    torchvision (batched ``decode_jpeg(device="cuda")``, then a bilinear resize on the GPU)."""
+    from torchvision.io import decode_jpeg
+
+    preprocess = PreprocessConfig()
+    jpegs = synthetic_jpegs(args.images, (512, 256), seed=1)
+    threads = os.cpu_count() or 1
+    with Preprocessor(preprocess, workers=threads) as pre:
+        cpu = _best_seconds(lambda: pre.prepare_batch(jpegs), args.repeats)
+    data = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
+
+    def gpu_decode() -> torch.Tensor:
+        # decode_jpeg on CUDA runs on the current stream: synchronise first (pytorch/vision#9606).
+        torch.cuda.current_stream().synchronize()
+        decoded = decode_jpeg(data, device="cuda")
+        batch = torch.stack(decoded).float()
+        return F.interpolate(batch, size=(preprocess.height, preprocess.width), mode="bilinear").byte()
+
+    gpu = _best_seconds(gpu_decode, args.repeats)
+    print(f"decode+resize 512x256 JPEG -> 256x128, {args.images} images:")
+    print(f"  CPU (Pillow, {threads} threads): {args.images / cpu:10.1f} img/s")
+    print(f"  GPU (nvJPEG, batched)         : {args.images / gpu:10.1f} img/s  ({cpu / gpu:.2f}x CPU)")
+    return 0
+
+
+def faiss_search(args: argparse.Namespace) -> int:
+    """Exact inner-product search over ``n`` unit vectors of ``dim`` on the GPU (GpuIndexFlatIP)."""
+    import faiss
+
+    if faiss.get_num_gpus() < 1:
+        print("error: this faiss has no GPU support (install the gpu extra, faiss-gpu)", file=sys.stderr)
+        return 1
+    import faiss.contrib.torch_utils  # lets the index take CUDA tensors directly
+
+    resources = faiss.StandardGpuResources()
+    index = faiss.GpuIndexFlatIP(resources, args.dim)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    for start in range(0, args.n, 100_000):
+        chunk = torch.randn(min(100_000, args.n - start), args.dim, device="cuda", generator=generator)
+        index.add(F.normalize(chunk, dim=1))
+    queries = F.normalize(torch.randn(args.queries, args.dim, device="cuda", generator=generator), dim=1)
+    seconds = _best_seconds(lambda: index.search(queries, 10), args.repeats)
+    print(
+        f"FAISS GPU exact search, {index.ntotal:,} x {args.dim}: {args.queries} queries (top 10) in "
+        f"{seconds * 1000:.1f} ms = {args.queries / seconds:,.0f} queries/s"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("checkpoint")
+    p.add_argument("out", type=Path)
+    p.set_defaults(func=checkpoint, needs_cuda=False)
+    p = sub.add_parser("decode")
+    p.add_argument("--images", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(func=decode, needs_cuda=True)
+    p = sub.add_parser("faiss")
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=2048)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(func=faiss_search, needs_cuda=True)
+    args = parser.parse_args(argv)
+    if args.needs_cuda and not torch.cuda.is_available():
+        print("error: CUDA is not available", file=sys.stderr)
+        return 1
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

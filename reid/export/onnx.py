@@ -1,0 +1,53 @@
+"""ONNX writer: ``torch.onnx.export`` (the ``torch.export`` based exporter) with a dynamic batch axis."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from reid.errors import ConfigError
+from reid.export.request import WriteRequest
+from reid.models import ReIDModel
+from reid.runtimes.onnx import INPUT_NAME
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_NAME = "features"
+OPSET = 18
+# The exporter's graph passes log every rewrite at INFO.
+_CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
+
+
+def write_onnx(model: ReIDModel, request: WriteRequest, out: Path) -> list[Path]:
+    """Write ``out`` (a single ``.onnx`` file with its weights inside); returns the files written."""
+    if request.dtype != "fp32":
+        raise ConfigError(
+            f"ONNX artifacts are fp32 (got --dtype {request.dtype}): for bf16 on a CPU export to openvino, "
+            "for fp16/bf16 on an NVIDIA GPU to tensorrt"
+        )
+    try:
+        import onnx  # noqa: F401 - the exporter needs it (and onnxscript)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx extra: pip install 'reid[onnx]'") from None
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
+        torch.onnx.export(
+            model.eval(),
+            (request.example,),
+            str(out),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=request.dynamic_shapes(),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            optimize=True,
+            verbose=False,
+        )
+    return [out]

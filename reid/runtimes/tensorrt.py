@@ -1,0 +1,70 @@
+"""TensorRT on an NVIDIA GPU through torch-tensorrt's dynamo path: a ``.ep`` artifact is a
+``torch.export`` program whose TensorRT engines (built for the manifest's batch profile) are embedded.
+
+The engine takes the normalised float32 batch on the GPU and returns float32 features; in fp16/bf16
+engines torch-tensorrt's autocast decides per layer what runs in low precision, and ``reid export``
+has checked the result against eager fp32 before writing it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from reid.errors import ConfigError
+from reid.runtimes.artifact import ArtifactManifest, ArtifactRuntime
+from reid.runtimes.base import TORCH_DTYPES, RuntimeName
+
+
+def import_torch_tensorrt() -> Any:
+    if not torch.cuda.is_available():
+        raise ConfigError("the tensorrt runtime needs an NVIDIA GPU (CUDA is not available)")
+    try:
+        import torch_tensorrt
+    except ImportError:
+        raise ConfigError(
+            "the tensorrt runtime needs the tensorrt extra: pip install 'reid[tensorrt]'"
+        ) from None
+    return torch_tensorrt
+
+
+def tensorrt_version() -> str:
+    versions = []
+    for dist in ("torch-tensorrt", "tensorrt"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ", ".join(versions) or "unknown"
+
+
+class TensorRTRuntime(ArtifactRuntime):
+    name: ClassVar[RuntimeName] = "tensorrt"
+
+    def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None:
+        if device is not None and device.type != "cuda":
+            raise ConfigError(f"the tensorrt runtime runs on an NVIDIA GPU, not on {device}")
+        torch_tensorrt = import_torch_tensorrt()
+        device = device or torch.device("cuda", torch.cuda.current_device())
+        self.config = manifest.model
+        self.dtype = TORCH_DTYPES[manifest.dtype]
+        self.profile = manifest.batch
+        self.device = device
+        self.path = path
+        with torch.cuda.device(device):
+            self._module = torch_tensorrt.load(str(path)).module()
+
+    @staticmethod
+    def library_version() -> str:
+        return tensorrt_version()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.cuda.device(self.device):
+            out: torch.Tensor = self._module(x.contiguous())
+        return out.float()
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.name, "version": self.library_version(), "artifact": str(self.path)}
