@@ -10,12 +10,13 @@ are inner products (cosine similarity).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -36,6 +37,11 @@ from reid.gallery.storage import SearchParams, Storage
 from reid.gallery.vectors import as_unit_matrix, check_fingerprint, check_k, export_dir, item_matrix
 
 EXPORT_CHUNK = 1000  # items per storage read while exporting
+GroupBy = Literal["track_id", "person_id"]
+GROUP_FIELDS: tuple[GroupBy, ...] = get_args(GroupBy)
+# Candidates fetched per wanted group in a grouped search's first round (a person seldom has more crops
+# among a query's nearest neighbours); later rounds fetch four times as many.
+GROUP_FETCH = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,17 @@ class GalleryStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "details": dict(self.details)}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one search fetches candidates for a set of queries that share a filter."""
+
+    fetch: int
+    k: int
+    filters: Filters | None
+    rerank: RerankConfig | None
+    params: SearchParams | None
 
 
 def _unique_ids(ids: Iterable[int]) -> list[int]:
@@ -213,6 +230,8 @@ class GalleryStore:
         fingerprint: str | None = None,
         rerank: RerankConfig | None = None,
         params: SearchParams | None = None,
+        group_by: GroupBy | None = None,
+        min_score: float | None = None,
     ) -> list[list[Hit]]:
         """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first (scores within
         :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE` tie: lower id first).
@@ -221,32 +240,75 @@ class GalleryStore:
         each query's top ``rerank.top_n`` candidates by k-reciprocal distance, each query on its own (its
         hits never depend on the other queries of the batch); ``Hit.score`` is then ``1 -`` that
         distance. ``params`` are the backend's own knobs (e.g. ``FaissSearchParams(nprobe=32)``).
+
+        ``group_by`` (``"track_id"`` or ``"person_id"``) collapses the hits so the ``k`` results are ``k``
+        different tracks or people, each represented by its best-scoring crop (items without the field
+        stand alone). Filters apply first, then re-ranking, then grouping. ``min_score`` drops hits (and
+        groups) scoring below it.
         """
         check_fingerprint(self.fingerprint, fingerprint)
         k = check_k(k)
         self._check_params(params)
+        if group_by is not None and group_by not in GROUP_FIELDS:
+            raise ConfigError(f"group_by must be one of {list(GROUP_FIELDS)}, got {group_by!r}")
+        if min_score is not None and not np.isfinite(min_score):
+            raise ConfigError(f"min_score must be a finite number, got {min_score!r}")
         fetch = max(k, rerank.top_n) if rerank is not None else k
         limit = self.storage.max_k
         if limit is not None and fetch > limit:
             raise ConfigError(f"{self.backend} returns at most {limit} hits per query; asked for {fetch}")
         queries = as_unit_matrix(vectors, self.dim, what="query vectors")
-        scores = np.full((len(queries), fetch), -np.inf, dtype=np.float32)
-        ids = np.full((len(queries), fetch), -1, dtype=np.int64)
+        ranked: list[list[tuple[int, float]]] = [[] for _ in queries]
         rows: dict[int, ItemValues] = {}
         with self.storage.reading():
             for group_filters, group in group_queries(filters, len(queries)).items():
-                scores[group], ids[group], found = self.storage.nearest(
-                    queries[group], fetch, group_filters, params
-                )
-                rows.update(found)
-            if rerank is not None:
-                for q in range(len(queries)):
-                    scores[q] = rerank_candidates(
-                        queries[q : q + 1], ids[q : q + 1], self.storage.vectors, rerank
-                    )[0]
-            ranked = [_top(scores[q], ids[q], k) for q in range(len(queries))]
+                plan = _Plan(fetch, k, group_filters, rerank, params)
+                if group_by is None:
+                    scores, ids = self._candidates(queries[group], plan, rows)
+                    for row, q in enumerate(group):
+                        ranked[q] = _top(scores[row], ids[row], k)
+                else:
+                    for q in group:
+                        ranked[q] = self._grouped(queries[q], plan, group_by, rows)
+            if min_score is not None:
+                ranked = [[(i, score) for i, score in top if score >= min_score] for top in ranked]
             rows.update(self.storage.rows({i for top in ranked for i, _ in top} - rows.keys()))
         return [_hits(top, rows) for top in ranked]
+
+    def _candidates(
+        self, queries: np.ndarray, plan: _Plan, rows: dict[int, ItemValues]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's ``plan.fetch`` nearest candidates, re-ranked when asked: ``(scores, ids)``."""
+        scores, ids, found = self.storage.nearest(queries, plan.fetch, plan.filters, plan.params)
+        rows.update(found)
+        if plan.rerank is not None:
+            for q in range(len(queries)):
+                one = slice(q, q + 1)
+                scores[q] = rerank_candidates(queries[one], ids[one], self.storage.vectors, plan.rerank)[0]
+        return scores, ids
+
+    def _grouped(
+        self, query: np.ndarray, plan: _Plan, group_by: GroupBy, rows: dict[int, ItemValues]
+    ) -> list[tuple[int, float]]:
+        """The best crop of each of the ``plan.k`` best groups: candidates are fetched in growing rounds
+        (``GROUP_FETCH`` × k first) until ``k`` groups are found or the gallery is exhausted."""
+        total = self.storage.count()
+        limit = min(total, self.storage.max_k or total)
+        fetch = min(max(plan.fetch, GROUP_FETCH * plan.k), limit)
+        while fetch > 0:
+            scores, ids = self._candidates(query[None], dataclasses.replace(plan, fetch=fetch), rows)
+            candidates = _top(scores[0], ids[0], fetch)
+            rows.update(self.storage.rows({i for i, _ in candidates} - rows.keys()))
+            best: dict[Any, tuple[int, float]] = {}
+            for item_id, score in candidates:  # best first: a group's first crop is its best
+                value = rows[item_id][group_by]
+                best.setdefault(("item", item_id) if value is None else value, (item_id, score))
+                if len(best) == plan.k:
+                    return list(best.values())
+            if fetch >= limit:
+                return list(best.values())
+            fetch = min(fetch * 4, limit)
+        return []
 
     def _check_params(self, params: SearchParams | None) -> None:
         accepted = self.storage.search_params

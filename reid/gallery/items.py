@@ -44,6 +44,7 @@ class ItemFields:
     source: str | None = _field("text", "where the crop came from (a path, URL or file name)")
     timestamp: float | None = _field("float", "when the crop was taken, POSIX seconds")
     metadata: Mapping[str, Any] = _field("json", "any JSON object, returned with hits")
+    track_id: str | None = _field("text", "the tracker's track the crop belongs to (search can group by it)")
 
     def field_values(self) -> ItemValues:
         """The schema fields alone (no vector, id or score), as given."""

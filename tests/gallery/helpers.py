@@ -30,7 +30,8 @@ def is_best_first(scores):
 
 
 def make_items(vectors, *, prefix="k"):
-    """Item i: key f"{prefix}{i}", person i // 4, camera i % 3 (None every 7th), timestamp 10·i."""
+    """Item i: key f"{prefix}{i}", person i // 4, camera i % 3 (None every 7th), timestamp 10·i, track
+    f"t{i // 2}" (two tracks per person; none every 9th)."""
     return [
         GalleryItem(
             vector=v,
@@ -40,6 +41,7 @@ def make_items(vectors, *, prefix="k"):
             source=f"/crops/{i}.jpg",
             timestamp=10.0 * i,
             metadata={"i": i},
+            track_id=None if i % 9 == 8 else f"t{i // 2}",
         )
         for i, v in enumerate(vectors)
     ]

@@ -21,6 +21,7 @@ from reid.gallery.rerank import cosine_to_sq_euclidean
 from tests.gallery.helpers import (
     FILTER_CASES,
     brute_force,
+    is_best_first,
     item_fields,
     make_items,
     passes,
@@ -271,7 +272,9 @@ def test_stats_and_export(filled, tmp_path):
     assert rows[5] == {
         "row": 5,
         "id": int(ids[6]),
-        **item_fields(key="k6", person_id=1, source="/crops/6.jpg", timestamp=60.0, metadata={"i": 6}),
+        **item_fields(
+            key="k6", person_id=1, source="/crops/6.jpg", timestamp=60.0, metadata={"i": 6}, track_id="t3"
+        ),
     }
     assert json.loads((out / "gallery.json").read_text())["count"] == 39
     with pytest.raises(GalleryError, match="already exists"):
@@ -302,3 +305,65 @@ def test_stats_have_common_fields_and_a_backend_section(filled, backend):
     else:  # nothing FAISS-only made up for Milvus
         assert stats.details["last_id"] == ids.max()
         assert not {"trained", "device", "snapshot_seq"} & set(stats.details)
+
+
+@pytest.mark.parametrize("group_by", ["person_id", "track_id"])
+def test_group_by_returns_k_groups_each_scored_by_its_best_crop(filled, group_by):
+    store, vectors, ids = filled
+    items = make_items(vectors)
+    queries = unit_vectors(3, DIM, seed=5)
+    for query, row in zip(queries, store.search(queries, k=4, group_by=group_by), strict=True):
+        best: dict = {}  # reference: each group's best crop; an item without the field is its own group
+        for item, item_id, score in sorted(
+            zip(items, ids, vectors @ query, strict=True), key=lambda t: -t[2]
+        ):
+            value = getattr(item, group_by)
+            best.setdefault(("item", item_id) if value is None else value, (int(item_id), float(score)))
+        want = sorted(best.values(), key=lambda pair: -pair[1])[:4]
+        assert [hit.id for hit in row] == [item_id for item_id, _ in want]
+        assert [hit.score for hit in row] == pytest.approx([score for _, score in want], abs=1e-5)
+
+
+def test_grouping_keeps_fetching_until_it_has_k_groups(store):
+    # 30 crops of person 1 around the query crowd out everyone else in the first round of candidates.
+    rng = np.random.default_rng(3)
+    query = unit_vectors(1, DIM, seed=9)
+    near = query + 0.05 * rng.standard_normal((30, DIM))
+    far = unit_vectors(5, DIM, seed=10)
+    vectors = np.concatenate([near / np.linalg.norm(near, axis=1, keepdims=True), far]).astype(np.float32)
+    people = [1] * 30 + [2, 3, 4, 5, 6]
+    store.add([GalleryItem(vector=v, person_id=p) for v, p in zip(vectors, people, strict=True)])
+    hits = store.search(query, k=3, group_by="person_id")[0]
+    assert len({hit.person_id for hit in hits}) == 3
+    assert hits[0].person_id == 1
+    assert len(store.search(query, k=10, group_by="person_id")[0]) == 6  # every group, then no more
+
+
+def test_grouping_combines_with_filters_and_reranking(filled):
+    store, _, _ = filled
+    query = unit_vectors(1, DIM, seed=6)
+    allowed = Filters(cameras_in={0, 1})
+    for rerank in (None, RerankConfig(top_n=20)):
+        hits = store.search(query, k=5, filters=allowed, rerank=rerank, group_by="person_id")[0]
+        assert len(hits) == 5
+        assert len({hit.person_id for hit in hits}) == 5
+        assert all(hit.camera_id in {0, 1} for hit in hits)
+        assert is_best_first([hit.score for hit in hits])
+
+
+def test_min_score_drops_weaker_hits(filled):
+    store, vectors, _ = filled
+    query = unit_vectors(1, DIM, seed=7)
+    hits = store.search(query, k=40, min_score=0.2)[0]
+    assert len(hits) == int((vectors @ query[0] >= 0.2).sum()) > 0
+    assert min(hit.score for hit in hits) >= 0.2
+    grouped = store.search(query, k=40, min_score=0.2, group_by="person_id")[0]
+    assert 0 < len(grouped) < len(hits)
+
+
+def test_bad_grouping_options_are_refused(filled):
+    store, _, _ = filled
+    with pytest.raises(ConfigError, match="group_by"):
+        store.search(unit_vectors(1, DIM), group_by="camera_id")
+    with pytest.raises(ConfigError, match="min_score"):
+        store.search(unit_vectors(1, DIM), min_score=float("nan"))

@@ -249,7 +249,13 @@ def test_export(filled, tmp_path):
         "row": 0,
         "id": int(ids[1]),
         **item_fields(
-            key="k1", person_id=0, camera_id=1, source="/crops/1.jpg", timestamp=10.0, metadata={"i": 1}
+            key="k1",
+            person_id=0,
+            camera_id=1,
+            source="/crops/1.jpg",
+            timestamp=10.0,
+            metadata={"i": 1},
+            track_id="t0",
         ),
     }
     summary = json.loads((out / "gallery.json").read_text())
