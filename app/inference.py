@@ -84,6 +84,11 @@ class EmbeddingService:
     def dim(self) -> int:
         return self.extractor.dim
 
+    def match_threshold(self, fmr: float | None) -> float | None:
+        """The cosine score that makes a hit a match at false-match rate ``fmr``, when the weights' manifest
+        holds one measured for this embedding function (``reid eval --save-thresholds``)."""
+        return None if fmr is None else self.extractor.match_thresholds.get(fmr)
+
     def check_count(self, n: int) -> None:
         if n == 0:
             raise InvalidImage("the request holds no image")

@@ -102,7 +102,38 @@ class ErrorBody(BaseModel):
 # --- /embed --------------------------------------------------------------------------------------
 
 
-class EmbedOptions(_Strict):
+TrackLabel = Annotated[str | int, Field(description="a track label (text or an integer)")]
+Quality = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class TrackOptions(_Strict):
+    """Crops grouped into tracks: each track's crops are aggregated into one embedding, the normalised
+    (quality-weighted) mean of the normalised crop embeddings."""
+
+    tracks: list[TrackLabel] | None = Field(
+        default=None,
+        min_length=1,
+        description="the track of each image (or embedding), in order; crops with one label form a track",
+    )
+    quality: list[Quality] | None = Field(
+        default=None,
+        min_length=1,
+        description="each crop's weight in its track's mean (e.g. a detector's confidence); needs tracks",
+    )
+
+    @model_validator(mode="after")
+    def _quality_needs_tracks(self) -> TrackOptions:
+        if self.quality is not None and self.tracks is None:
+            raise ValueError("quality weighs crops within tracks: give tracks too")
+        if self.quality is not None and self.tracks is not None and len(self.quality) != len(self.tracks):
+            raise ValueError(f"got {len(self.quality)} quality values for {len(self.tracks)} track labels")
+        return self
+
+    def track_labels(self) -> list[str] | None:
+        return None if self.tracks is None else [str(label) for label in self.tracks]
+
+
+class EmbedOptions(TrackOptions):
     normalize: bool = Field(default=True, description="L2-normalise each embedding")
     encoding_format: EncodingFormat = Field(
         default="float",
@@ -131,11 +162,21 @@ class Embedding(BaseModel):
     )
 
 
+class TrackEmbedding(BaseModel):
+    track: str = Field(description="the track label, as given")
+    size: int = Field(description="crops aggregated")
+    embedding: list[float] | str = Field(description="the track's unit embedding, encoded as data's")
+
+
 class EmbedResponse(BaseModel):
     model: str = Field(description="fingerprint of the model that computed the embeddings")
     dim: int
     encoding_format: EncodingFormat
     data: list[Embedding]
+    tracks: list[TrackEmbedding] | None = Field(
+        default=None,
+        description="one aggregated embedding per track, in order of first appearance (with tracks)",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -168,14 +209,23 @@ def _deprecated(use: str) -> Any:
 RENAMED_FILTERS = {"cameras": "cameras_in", "exclude_cameras": "cameras_not_in"}
 
 
-class SearchOptions(_Strict):
+GroupBy = Literal["track_id", "person_id"]
+
+
+class SearchOptions(TrackOptions):
     """Search options; the filter fields are :class:`reid.gallery.Filters`' (one vocabulary with the
     library and the CLI)."""
 
-    k: int = Field(default=10, ge=1, le=MAX_K, description="hits per query")
+    k: int = Field(default=10, ge=1, le=MAX_K, description="hits (or groups) per query")
     rerank: bool = Field(
         default=False, description="k-reciprocal re-ranking of the top candidates (slower, often better)"
     )
+    group_by: GroupBy | None = Field(
+        default=None,
+        description="collapse hits by track_id or person_id: k different tracks or people, each shown by "
+        "its best-scoring crop (after filters and re-ranking)",
+    )
+    min_score: FiniteFloat | None = Field(default=None, description="drop hits scoring below this")
     cameras_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_in"))
     cameras_not_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_not_in"))
     person_ids: list[Int64] | None = Field(default=None, description=_filter_help("person_ids"))
@@ -246,12 +296,24 @@ class SearchForm(SearchOptions):
 _SCORE = Field(description="cosine similarity, or 1 - re-ranked distance when rerank is on")
 
 
-class SearchHit(_item_model("SearchHitFields", BaseModel, id=(int, ...), score=(float, _SCORE))):  # type: ignore[misc]
-    """One hit: its gallery id and score, and the item's fields (``reid.gallery.items``)."""
+_MATCH = Field(
+    default=None,
+    description="score >= the weights' threshold for REID_MATCH_FMR; null without thresholds or with rerank",
+)
+
+
+_HIT_FIELDS: Any = _item_model(
+    "SearchHitFields", BaseModel, id=(int, ...), score=(float, _SCORE), match=(bool | None, _MATCH)
+)
+
+
+class SearchHit(_HIT_FIELDS):
+    """One hit: its gallery id, score and match decision, and the item's fields (``reid.gallery.items``)."""
 
 
 class QueryResult(BaseModel):
-    index: int = Field(description="position of the query in the request")
+    index: int = Field(description="position of the query (or of the track, with tracks) in the request")
+    track: str | None = Field(default=None, description="the query's track label (with tracks)")
     hits: list[SearchHit]
 
 
@@ -444,6 +506,11 @@ class WeightsInfo(BaseModel):
     metrics: dict[str, float] = Field(description="the publisher's figures, in percent")
 
 
+class MatchThresholdInfo(BaseModel):
+    fmr: float = Field(description="false-match rate the threshold was chosen for (REID_MATCH_FMR)")
+    score: float = Field(description="cosine similarity at or above which a hit is a match")
+
+
 class InfoResponse(BaseModel):
     model: str
     backbone: str
@@ -451,6 +518,9 @@ class InfoResponse(BaseModel):
     device: str
     dtype: str
     runtime: str = Field(default="torch", description="torch, onnxruntime, openvino or tensorrt")
+    match_threshold: MatchThresholdInfo | None = Field(
+        default=None, description="the score that flags a search hit as a match; null: hits are not flagged"
+    )
     input_size: list[int] = Field(description="[height, width] the images are resized to")
     flip: bool
     compile: bool

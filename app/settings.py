@@ -94,16 +94,23 @@ class Settings(BaseSettings):
         "Milvus index type (FLAT, IVF_FLAT, HNSW); default: exact, or what an existing gallery uses",
     )
     rerank_top_n: int = Field(default=100, ge=1, description="candidates per query that re-ranking reorders")
+    match_fmr: float | None = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="false-match rate whose threshold (stored in the weights' manifest by reid eval "
+        "--save-thresholds) flags search hits match: true|false; '' or a rate the manifest lacks: no flags",
+    )
     # --- access -----------------------------------------------------------------------------------
     api_key: SecretStr | None = Field(
         default=None,
         description="when set, gallery writes need 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
     )
 
-    @field_validator("weights", "home", "zoo_file", "gallery_dir", "milvus_uri", mode="before")
+    @field_validator("weights", "home", "zoo_file", "gallery_dir", "milvus_uri", "match_fmr", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
-        # "" means "none" (random weights, no gallery, no Milvus) rather than the current folder.
+        # "" means "none" (random weights, no gallery, no Milvus, no match flags), not the current folder.
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("weights", mode="before")

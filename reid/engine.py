@@ -125,6 +125,8 @@ class Extractor:
     ) -> None:
         self.options = options or EngineOptions()
         self.origin = origin  # zoo name / URL and published metrics of downloaded weights
+        # False-match rate → cosine score: measured for exactly this embedding function (reid eval).
+        self.match_thresholds: dict[float, float] = {}
         self.runtime = model if isinstance(model, Runtime) else self.options.torch_runtime(model)
         self.device = self.runtime.device
         self.dtype = self.runtime.dtype
@@ -160,7 +162,20 @@ class Extractor:
             loaded.config.backbone_name,
             loaded.fingerprint,
         )
-        return cls(loaded.model, loaded.preprocess, fingerprint=loaded.fingerprint, options=options, **kwargs)
+        extractor = cls(
+            loaded.model, loaded.preprocess, fingerprint=loaded.fingerprint, options=options, **kwargs
+        )
+        thresholds = loaded.manifest.thresholds if loaded.manifest is not None else None
+        if thresholds and thresholds.get("fingerprint") == extractor.fingerprint:
+            extractor.match_thresholds = {float(lv["fmr"]): float(lv["score"]) for lv in thresholds["levels"]}
+        elif thresholds:
+            logger.warning(
+                "%s: its match thresholds were measured for %s, not %s; matches are not flagged",
+                path,
+                thresholds.get("fingerprint"),
+                extractor.fingerprint,
+            )
+        return extractor
 
     @classmethod
     def from_artifact(
@@ -278,6 +293,7 @@ class Extractor:
             "max_batch_size": self.options.max_batch_size,
             "input_size": list(self.input_size),
             "weights": self.origin.to_dict() if self.origin is not None else None,
+            "match_thresholds": dict(self.match_thresholds),
         }
 
     def close(self) -> None:

@@ -12,7 +12,16 @@ from app.bodies import body_kind, form_model, json_response, parse_json, parse_m
 from app.deps import Embedder
 from app.inference import ImageInput
 from app.openapi import error_responses, request_body
-from app.schemas import Embedding, EmbedForm, EmbedOptions, EmbedRequest, EmbedResponse, EncodingFormat
+from app.schemas import (
+    Embedding,
+    EmbedForm,
+    EmbedOptions,
+    EmbedRequest,
+    EmbedResponse,
+    EncodingFormat,
+    TrackEmbedding,
+)
+from app.tracks import aggregate_tracks
 
 router = APIRouter(tags=["embeddings"])
 
@@ -40,7 +49,8 @@ async def read_images(request: Request) -> tuple[list[ImageInput], EmbedOptions]
     summary="Embed person crops",
     description=(
         "One or many images as JSON (base64) or multipart files. Returns one embedding per image, in order, "
-        "with the model fingerprint. Headers x-decode-time, x-queue-time, x-inference-time (ms) and "
+        "with the model fingerprint; with tracks, also one aggregated embedding per track. Headers "
+        "x-decode-time, x-queue-time, x-inference-time (ms) and "
         "x-batch-size tell where the time went."
     ),
     responses=error_responses(*IMAGE_ERRORS),
@@ -50,10 +60,18 @@ async def embed(request: Request, embedder: Embedder) -> Response:
     images, options = await read_images(request)
     result = await embedder.embed(images, normalize=options.normalize)
     fmt = options.encoding_format
+    tracks = None
+    if options.tracks is not None:
+        labels, sizes, matrix = aggregate_tracks(result.vectors, options)
+        tracks = [
+            TrackEmbedding(track=label, size=size, embedding=encode_vector(vector, fmt))
+            for label, size, vector in zip(labels, sizes, matrix, strict=True)
+        ]
     response = EmbedResponse(
         model=embedder.fingerprint,
         dim=embedder.dim,
         encoding_format=fmt,
         data=[Embedding(index=i, embedding=encode_vector(v, fmt)) for i, v in enumerate(result.vectors)],
+        tracks=tracks,
     )
     return json_response(response, result.timing_headers())

@@ -10,7 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import Embedder, Service
 from app.openapi import error_responses
-from app.schemas import BatchingInfo, InfoResponse, LimitsInfo, PreprocessingInfo, Status
+from app.schemas import (
+    BatchingInfo,
+    InfoResponse,
+    LimitsInfo,
+    MatchThresholdInfo,
+    PreprocessingInfo,
+    Status,
+)
 from app.state import Phase
 from reid.errors import NotReady
 
@@ -69,7 +76,12 @@ async def info(service: Service, embedder: Embedder) -> InfoResponse:
         preprocessing=PreprocessingInfo(
             **embedder.preprocess.contract(), l2_normalized=True, flip=embedder.extractor.options.flip
         ),
+        match_threshold=_match_threshold(embedder.match_threshold(settings.match_fmr), settings.match_fmr),
     )
+
+
+def _match_threshold(score: float | None, fmr: float | None) -> MatchThresholdInfo | None:
+    return None if score is None or fmr is None else MatchThresholdInfo(fmr=fmr, score=score)
 
 
 @router.get(

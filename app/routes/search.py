@@ -16,6 +16,7 @@ from app.inference import EmbeddingService, ImageInput
 from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS
 from app.schemas import QueryResult, SearchForm, SearchHit, SearchOptions, SearchRequest, SearchResponse
+from app.tracks import aggregate_tracks
 from reid.errors import ModelMismatch
 from reid.gallery import GalleryStore, Hit, RerankConfig
 
@@ -45,7 +46,15 @@ def run_search(
 ) -> list[list[Hit]]:
     # The gallery re-ranks each query on its own, as the CLI and the library do.
     rerank = RerankConfig(top_n=top_n) if options.rerank else None
-    return gallery.search(vectors, options.k, options.filters(), fingerprint=fingerprint, rerank=rerank)
+    return gallery.search(
+        vectors,
+        options.k,
+        options.filters(),
+        fingerprint=fingerprint,
+        rerank=rerank,
+        group_by=options.group_by,
+        min_score=options.min_score,
+    )
 
 
 async def read_queries(
@@ -76,20 +85,37 @@ async def read_queries(
     response_model=SearchResponse,
     summary="Search the gallery",
     description=(
-        "Query by images (JSON base64 or multipart files) or by embeddings (JSON). Returns the k best "
-        "hits per query, best first, after filters (cameras, persons, same-camera exclusion, time range); "
-        "rerank=true re-orders each query's top candidates (REID_RERANK_TOP_N) by k-reciprocal distance."
+        "Query by images (JSON base64 or multipart files) or by embeddings (JSON); with tracks, the crops of "
+        "each track form one query (their aggregated embedding). Returns the k best hits per query, best "
+        "first, after filters (cameras, persons, same-camera exclusion, time range); rerank=true re-orders "
+        "each query's top candidates (REID_RERANK_TOP_N) by k-reciprocal distance; group_by collapses hits "
+        "by track or person; min_score drops weak hits; match flags hits above the weights' threshold."
     ),
     responses=error_responses(*IMAGE_ERRORS),
     openapi_extra=request_body(SearchRequest, SearchForm),
 )
 async def search(request: Request, embedder: Embedder, gallery: Gallery, settings: AppSettings) -> Response:
     vectors, options, headers = await read_queries(request, embedder)
+    labels: list[str | None] = [None] * len(vectors)
+    if options.tracks is not None:
+        track_labels, _, vectors = aggregate_tracks(vectors, options)
+        labels = list(track_labels)
     hits = await asyncio.to_thread(
         run_search, gallery, vectors, options, embedder.fingerprint, settings.rerank_top_n
     )
+    # Re-ranked scores are not cosine similarities: the thresholds do not apply to them.
+    threshold = None if options.rerank else embedder.match_threshold(settings.match_fmr)
     results = [
-        QueryResult(index=i, hits=[SearchHit.model_validate(hit.as_dict()) for hit in query_hits])
-        for i, query_hits in enumerate(hits)
+        QueryResult(
+            index=i,
+            track=label,
+            hits=[
+                SearchHit.model_validate(
+                    {**hit.as_dict(), "match": None if threshold is None else hit.score >= threshold}
+                )
+                for hit in query_hits
+            ],
+        )
+        for i, (label, query_hits) in enumerate(zip(labels, hits, strict=True))
     ]
     return json_response(SearchResponse(model=embedder.fingerprint, results=results), headers)

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     if args.save_thresholds:
         checkpoint = _checkpoint_of(args)
-        record_thresholds(checkpoint, result.thresholds_record())
+        record_thresholds(checkpoint, {**result.thresholds_record(), "fingerprint": extractor.fingerprint})
         print(f"thresholds saved in the manifest of {checkpoint}")
     if result.pictures is not None:
         print(f"pictures: {result.pictures}")

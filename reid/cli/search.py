@@ -15,10 +15,12 @@ from reid.cli.common import add_backend_arguments, add_engine_arguments, extract
 from reid.cli.embed import collect
 from reid.cli.filters import add_filter_arguments, filters_from_args
 from reid.datasets import ImageRecord, match_market_name
+from reid.embeddings import aggregate_groups
 from reid.engine import Extractor
 from reid.errors import ConfigError
 from reid.evaluation import IndexEntry, render_ranked_list, write_html_index
 from reid.gallery import Filters, Hit, RerankConfig
+from reid.gallery.core import GROUP_FIELDS
 from reid.jobs import Failure, embed_stream
 
 
@@ -37,6 +39,18 @@ def register(sub: Any) -> None:
     )
     add_filter_arguments(p)
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of each query's top 100")
+    p.add_argument(
+        "--track",
+        action="store_true",
+        help="the query images are one track: search once with their aggregated embedding (a manifest's "
+        "track_id column makes one query per track)",
+    )
+    p.add_argument(
+        "--group-by",
+        choices=GROUP_FIELDS,
+        help="collapse hits by track or person: k different tracks or people, each by its best crop",
+    )
+    p.add_argument("--min-score", type=float, help="drop hits scoring below this")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--visualize",
@@ -69,6 +83,15 @@ def _embed(
         rows.append(result.vectors)
         failures += result.failures
     return kept, np.concatenate(rows), failures
+
+
+def _tracks(queries: list[ImageRecord], vectors: np.ndarray) -> tuple[list[ImageRecord], np.ndarray]:
+    """One query per track (the manifest's track_id; without one, all the images are one track), each
+    standing for its track's first crop, with the track's aggregated embedding."""
+    labels = [query.track_id or "" for query in queries]
+    keys, matrix = aggregate_groups(vectors, labels)
+    first = {label: query for label, query in reversed(list(zip(labels, queries, strict=True)))}
+    return [first[str(key)] for key in keys], matrix
 
 
 def _filters(queries: list[ImageRecord], args: argparse.Namespace) -> Filters | list[Filters]:
@@ -123,12 +146,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {failure.record.path}: {failure.reason}", file=sys.stderr)
         if not queries:
             raise ConfigError("no query image could be read")
+        if args.track:
+            queries, vectors = _tracks(queries, vectors)
         results = gallery.search(
             vectors,
             k=args.k,
             filters=_filters(queries, args),
             fingerprint=extractor.fingerprint,
             rerank=rerank,
+            group_by=args.group_by,
+            min_score=args.min_score,
         )
     if args.json:
         records_out = [

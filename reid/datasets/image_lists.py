@@ -224,6 +224,7 @@ def scan_folder(root: str | Path) -> list[ImageRecord]:
                     key=path.relative_to(root).as_posix(),
                     person_id=parsed.person_id if parsed else None,
                     camera_id=parsed.camera_id if parsed else None,
+                    track_id=parsed.track_id if parsed else None,
                 )
             )
     records.sort(key=lambda record: record.key)

@@ -19,6 +19,7 @@ from reid.engine import EngineOptions
 from reid.evaluation import visualize
 from reid.gallery import GallerySpec, open_gallery
 from reid.jobs import IndexSummary
+from tests.gallery.helpers import is_best_first
 from tests.helpers import calibrated_extractor
 from tests.jobs.helpers import write_test_checkpoint
 
@@ -65,7 +66,7 @@ def test_index_then_search(cli, weights, market_dir, tmp_path, capsys):
     hits = found["hits"]
     assert hits[0]["key"] == "query/0001_c1s1_000001_01.jpg"  # the query itself was indexed too
     assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
-    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert is_best_first([h["score"] for h in hits])
 
     argv = ("search", query, "--gallery", gallery, "-k", "9", "--cameras-in", "2", "--json")
     assert cli(*argv, *_engine(weights)) == 0
@@ -287,3 +288,30 @@ def test_search_filters_combine_the_flags_with_each_querys_camera(tmp_path):
     ]
     with pytest.raises(ConfigError, match="not both"):
         filters("--exclude-camera", "2", "--exclude-same-camera")
+
+
+def test_search_with_a_track_query_grouped_by_track(cli, weights, labelled_market, tmp_path, capsys):
+    gallery = tmp_path / "g"
+    source = labelled_market.root / "bounding_box_test"
+    assert cli("index", source, "--gallery", gallery, *_engine(weights)) == 0
+    first = sorted(source.glob("0013_c2s1_*.jpg"))[0].name
+    with open_gallery(gallery) as opened:  # Market names give every crop its track
+        (item_id,) = opened.lookup([first])
+        assert opened.get([item_id])[0].track_id == "0013_c2s1"
+    capsys.readouterr()
+    crops = sorted((labelled_market.root / "query").glob("0013_c1s1_*.jpg"))
+    assert len(crops) == 3
+
+    def search(*flags):
+        assert cli("search", *crops, "--gallery", gallery, "--json", *flags, *_engine(weights)) == 0
+        return json.loads(capsys.readouterr().out)
+
+    (track,) = search("--track", "--group-by", "track_id", "-k", "5")
+    tracks = [hit["track_id"] for hit in track["hits"] if hit["track_id"] is not None]
+    assert len(track["hits"]) == 5
+    assert len(tracks) == len(set(tracks))  # distractors and junk have no track: each stands alone
+    assert is_best_first([hit["score"] for hit in track["hits"]])
+    each = search("-k", "5")
+    assert len(each) == 3  # without --track, one query per crop
+    (strict,) = search("--track", "-k", "80", "--min-score", str(track["hits"][2]["score"]))
+    assert 3 <= len(strict["hits"]) < 80

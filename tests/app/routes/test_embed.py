@@ -7,6 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
+from reid.embeddings import aggregate
 from reid.engine import Extractor
 from tests.app.helpers import b64, files, image_bytes
 
@@ -157,3 +158,29 @@ def test_malformed_requests(client, kwargs, status, code):
     assert response.status_code == status, response.text
     assert response.json()["error"] == code
     assert response.json()["detail"]
+
+
+def test_tracks_get_one_aggregated_embedding_each(client):
+    body = {"images": [b64(image) for image in IMAGES], "tracks": ["a", 7, "a"], "quality": [1.0, 1.0, 3.0]}
+    response = client.post("/embed", json=body)
+    assert response.status_code == 200, response.text
+    crops = as_array(response)
+    tracks = response.json()["tracks"]
+    assert [(t["track"], t["size"]) for t in tracks] == [("a", 2), ("7", 1)]
+    np.testing.assert_allclose(tracks[0]["embedding"], aggregate(crops[[0, 2]], [1.0, 3.0]), atol=1e-6)
+    np.testing.assert_allclose(tracks[1]["embedding"], crops[1], atol=1e-6)
+    assert client.post("/embed", json={"images": body["images"]}).json()["tracks"] is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"tracks": ["a", "b"]}, "2 track labels for 3 crops"),
+        ({"quality": [1.0, 1.0, 1.0]}, "give tracks too"),
+        ({"tracks": ["a", "a", "b"], "quality": [1.0, -1.0, 1.0]}, "greater than or equal to 0"),
+    ],
+)
+def test_bad_track_requests_are_422(client, extra, message):
+    response = client.post("/embed", json={"images": [b64(image) for image in IMAGES], **extra})
+    assert response.status_code == 422
+    assert message in response.text

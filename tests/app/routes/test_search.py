@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reid.embeddings import aggregate
 from reid.engine import Extractor
 from reid.gallery import BACKENDS
 from tests.app.helpers import b64, files, image_bytes
@@ -166,3 +167,44 @@ def test_a_bad_query_image_names_the_item(shared_client):
     response = shared_client.post("/search", files=files(image_bytes(0), b"garbage"))
     assert response.status_code == 422
     assert response.json()["detail"].startswith("image 1")
+
+
+def test_a_track_query_searches_with_its_aggregated_embedding(filled, extractor):
+    client, ids = filled
+    crops = [image_bytes(seed) for seed in (0, 1, 4)]
+    body = {"images": [b64(c) for c in crops], "tracks": ["x", "x", "y"], "k": 6}
+    response = client.post("/search", json=body)
+    results = response.json()["results"]
+    assert [(r["index"], r["track"]) for r in results] == [(0, "x"), (1, "y")]
+    track_x = aggregate(extractor.embed(crops[:2]))
+    by_vector = client.post("/search", json={"embeddings": [track_x.tolist()], "k": 6})
+    assert hit_ids(response)[0] == hit_ids(by_vector)[0]
+    assert hit_ids(response)[1][0] == ids[4]
+
+
+def test_group_by_person_and_min_score(filled):
+    client, _ = filled
+    query = {"images": [b64(image_bytes(2))], "k": 3}
+    grouped = client.post("/search", json={**query, "group_by": "person_id"}).json()["results"][0]["hits"]
+    assert len({hit["person_id"] for hit in grouped}) == len(grouped) == 3  # 3 people, 2 crops each
+    scores = [
+        hit["score"] for hit in client.post("/search", json={**query, "k": 6}).json()["results"][0]["hits"]
+    ]
+    cut = (scores[2] + scores[3]) / 2
+    kept = client.post("/search", json={**query, "k": 6, "min_score": cut}).json()["results"][0]["hits"]
+    assert len(kept) == 3
+
+
+def test_hits_are_flagged_against_the_weights_threshold(make_client, extractor, monkeypatch, tmp_path):
+    monkeypatch.setattr(extractor, "match_thresholds", {0.01: 0.9999})
+    client = make_client(match_fmr=0.01)
+    ids = client.post("/gallery", files=files(image_bytes(0), image_bytes(1))).json()["ids"]
+    hits = client.post("/search", files=files(image_bytes(0)), data={"k": "2"}).json()["results"][0]["hits"]
+    assert [(hit["id"], hit["match"]) for hit in hits] == [(ids[0], True), (ids[1], False)]
+    reranked = client.post("/search", json={"images": [b64(image_bytes(0))], "rerank": True}).json()
+    assert {hit["match"] for hit in reranked["results"][0]["hits"]} == {None}
+    assert client.get("/info").json()["match_threshold"] == {"fmr": 0.01, "score": 0.9999}
+    other = make_client(match_fmr=0.001, gallery_dir=tmp_path / "other")  # a rate the weights lack
+    other.post("/gallery", files=files(image_bytes(0)))
+    unflagged = other.post("/search", files=files(image_bytes(0))).json()
+    assert {hit["match"] for hit in unflagged["results"][0]["hits"]} == {None}
