@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reid.engine import DEFAULT_WEIGHTS_DIR, EngineOptions, RuntimeChoice, default_weights
+from reid.engine import DEFAULT_WEIGHTS_DIR, Dtype, EngineOptions, RuntimeChoice, default_weights
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
 from reid.zoo.options import ZooOptions
 
 MiB = 1024 * 1024
+
+
+ENGINE_OPTIONS = {option.name: option for option in dataclasses.fields(EngineOptions)}
+
+
+def _engine_option(name: str, **constraints: Any) -> Any:
+    """A setting that is an engine option: its default and description come from its declaration."""
+    option = ENGINE_OPTIONS[name]
+    return Field(default=option.default, description=option.metadata["help"], **constraints)
 
 
 class Settings(BaseSettings):
@@ -35,25 +45,16 @@ class Settings(BaseSettings):
     zoo_file: Path | None = Field(
         default=None, description="JSON file of extra zoo entries (format of reid/zoo/models.json)"
     )
-    runtime: RuntimeChoice = Field(
-        default="auto",
-        description="torch, onnxruntime, openvino or tensorrt; auto: from REID_WEIGHTS (an exported "
-        "artifact's suffix, torch for a checkpoint)",
-    )
-    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        default="auto", description="inference precision; auto: bf16/fp16 on GPU, fp32 on CPU"
-    )
-    channels_last: bool = Field(default=True, description="NHWC memory format (faster convolutions on GPU)")
-    fold_bn: bool = Field(default=True, description="fold BatchNorm into the convolutions (exact, faster)")
-    compile: bool = Field(
-        default=False, description="torch.compile the model (slow start, faster steady state)"
-    )
-    flip: bool = Field(
-        default=False, description="flip test-time augmentation: average with the mirrored crop"
-    )
+    # Engine options: declared (default and help) once, in reid.engine.EngineOptions.
+    runtime: RuntimeChoice = _engine_option("runtime")
+    device: str = _engine_option("device")
+    dtype: Dtype = _engine_option("dtype")
+    channels_last: bool = _engine_option("channels_last")
+    fold_bn: bool = _engine_option("fold_bn")
+    compile: bool = _engine_option("compile")
+    flip: bool = _engine_option("flip")
     # --- batching and limits ------------------------------------------------------------------------
-    max_batch_size: int = Field(default=64, ge=1, description="most images per model forward")
+    max_batch_size: int = _engine_option("max_batch_size", ge=1)
     max_batch_delay_ms: float = Field(
         default=3.0, ge=0, description="how long the first request of a batch waits for others to join"
     )
@@ -151,16 +152,7 @@ class Settings(BaseSettings):
         return str(default) if default is not None else None
 
     def engine_options(self) -> EngineOptions:
-        return EngineOptions(
-            runtime=self.runtime,
-            device=self.device,
-            dtype=self.dtype,
-            channels_last=self.channels_last,
-            fold_bn=self.fold_bn,
-            compile=self.compile,
-            flip=self.flip,
-            max_batch_size=self.max_batch_size,
-        )
+        return EngineOptions(**{name: getattr(self, name) for name in ENGINE_OPTIONS})
 
     def zoo_options(self) -> ZooOptions:
         return ZooOptions(home=self.home, offline=self.offline, zoo_file=self.zoo_file)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, DTypeLike
 
 from reid.errors import ConfigError
 
 _EPS = 1e-12  # a zero row stays zero instead of becoming NaN
 
 
-def l2_normalize(rows: ArrayLike) -> np.ndarray:
-    """Each row of a (N, D) array scaled to unit L2 norm, as float32 (zero rows stay zero)."""
-    x = np.asarray(rows, dtype=np.float32)
+def l2_normalize(rows: ArrayLike, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Each row of a (N, D) array scaled to unit L2 norm, as ``dtype`` (zero rows stay zero)."""
+    x = np.asarray(rows, dtype=dtype)
     if x.ndim != 2:
         raise ConfigError(f"embeddings must be a 2-d (N, D) array, got shape {x.shape}")
     normalized: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)

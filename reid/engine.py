@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,15 +48,27 @@ class EngineOptions:
     ``device="auto"`` lets an artifact's runtime run where it runs (OpenVINO on the CPU, TensorRT on the GPU).
     """
 
-    runtime: RuntimeChoice = "auto"
-    device: str = "auto"
-    dtype: Dtype = "auto"
-    channels_last: bool = True
+    # Each option is declared here once: the service's settings and the CLI's flags derive from it.
+    runtime: RuntimeChoice = field(
+        default="auto",
+        metadata={"help": "torch, onnxruntime, openvino or tensorrt; auto: an artifact's suffix, torch else"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
+    dtype: Dtype = field(
+        default="auto", metadata={"help": "inference precision; auto: bf16/fp16 on GPU, fp32 on CPU"}
+    )
+    channels_last: bool = field(
+        default=True, metadata={"help": "NHWC memory format (faster GPU convolutions)"}
+    )
     # Folding BN into the preceding conv is exact and saves a memory-bound pass per conv in eager mode.
-    fold_bn: bool = True
-    compile: bool = False
-    flip: bool = False
-    max_batch_size: int = 64
+    fold_bn: bool = field(default=True, metadata={"help": "fold BatchNorm into the convolutions (exact)"})
+    compile: bool = field(
+        default=False, metadata={"help": "torch.compile the model (slow start, then faster)"}
+    )
+    flip: bool = field(
+        default=False, metadata={"help": "flip test-time augmentation (mirrored crop averaged)"}
+    )
+    max_batch_size: int = field(default=64, metadata={"help": "most images per model forward"})
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:

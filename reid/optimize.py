@@ -81,14 +81,6 @@ def native_bf16_cpu() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def auto_dtype(device: torch.device) -> torch.dtype:
-    """The fastest dtype on ``device``: bf16 on CUDA (fp16 on GPUs without bf16) and on CPUs with native
-    bf16, fp32 elsewhere. Low precision moves the embeddings a little: ``reid bench`` shows how much."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and native_bf16_cpu() else torch.float32
-
-
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) in which every ``Conv2d → BatchNorm2d`` pair whose conv output
     feeds only that BN is one conv with rescaled weights and a bias. Exact up to float rounding.

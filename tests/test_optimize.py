@@ -15,7 +15,6 @@ from reid.errors import ConfigError
 from reid.models import create_reid_model
 from reid.optimize import (
     OptimizeOptions,
-    auto_dtype,
     batch_buckets,
     fold_batchnorm,
     optimize_model,
@@ -114,7 +113,6 @@ def test_native_bf16_reads_the_cpu_probes(monkeypatch, probes, native):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: probes[0], raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: probes[1], raising=False)
     assert optimize.native_bf16_cpu() is native
-    assert auto_dtype(CPU) == (torch.bfloat16 if native else torch.float32)
 
 
 def test_describe_names_every_choice():

@@ -17,6 +17,7 @@ from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS
 from app.schemas import QueryResult, SearchForm, SearchHit, SearchOptions, SearchRequest, SearchResponse
 from app.tracks import aggregate_tracks
+from reid.embeddings import l2_normalize
 from reid.errors import ModelMismatch
 from reid.gallery import GalleryStore, Hit, RerankConfig
 
@@ -37,8 +38,7 @@ def unit_rows(rows: Sequence[Sequence[float]], dim: int) -> np.ndarray:
         raise RequestValidationError(
             [{"loc": loc, "msg": "an all-zero embedding has no direction", "type": "value_error"}]
         )
-    x /= peak
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return l2_normalize(x / peak)  # scaled first: squaring huge values cannot overflow
 
 
 def run_search(

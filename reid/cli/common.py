@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reid.engine import RUNTIME_CHOICES, EngineOptions, Extractor, default_weights, load_extractor
+from reid.cli.options import add_dataclass_flags, given_flags
+from reid.engine import EngineOptions, Extractor, default_weights, load_extractor
 from reid.errors import ConfigError
 from reid.gallery import BACKENDS, GallerySpec
 
@@ -17,30 +18,14 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         help="checkpoint or exported artifact (.onnx, OpenVINO .xml, TensorRT .ep), a folder holding one, "
         "a zoo name (reid weights list) or an https URL (default: ./weights/ when it exists)",
     )
-    p.add_argument(
-        "--runtime",
-        default="auto",
-        choices=RUNTIME_CHOICES,
-        help="auto (default): from the artifact's suffix, torch for a checkpoint",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward")
-    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster runs)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    engine = p.add_argument_group("engine options (the service's REID_* settings of the same names)")
+    names = add_dataclass_flags(engine, EngineOptions, aliases={"max_batch_size": ("--batch-size",)})
+    p.set_defaults(engine_flags=names)
 
 
 def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
-    return EngineOptions(
-        runtime=args.runtime,
-        device=args.device,
-        dtype=args.dtype,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        flip=args.flip,
-        max_batch_size=args.batch_size,
-    )
+    """The options the flags give; every other one keeps its :class:`EngineOptions` default."""
+    return EngineOptions(**given_flags(args, args.engine_flags))
 
 
 def weights_from_args(args: argparse.Namespace) -> str | None:

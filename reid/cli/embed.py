@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     failures: list[tuple[ImageRecord, ReidError]] = []
     try:
         with tqdm(total=len(records), unit="img", desc="embed", disable=None) as bar:
-            for start in range(0, len(records), args.batch_size):
-                chunk = records[start : start + args.batch_size]
+            size = extractor.options.max_batch_size
+            for start in range(0, len(records), size):
+                chunk = records[start : start + size]
                 prepared = extractor.prepare_many([str(r.path) for r in chunk])
                 good = [(r, t) for r, t in zip(chunk, prepared, strict=True) if not isinstance(t, ReidError)]
                 failures += [(r, t) for r, t in zip(chunk, prepared, strict=True) if isinstance(t, ReidError)]

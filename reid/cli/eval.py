@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     extractor = extractor_from_args(args)
     decoder = Preprocessor(extractor.preprocess, workers=args.workers) if args.workers else None
     try:
-        embed = extractor_embedder(extractor, chunk_size=args.batch_size, decoder=decoder)
+        embed = extractor_embedder(extractor, chunk_size=extractor.options.max_batch_size, decoder=decoder)
         result = evaluate_market(
             args.dataset,
             embed,

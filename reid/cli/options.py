@@ -27,8 +27,10 @@ def add_dataclass_flags(
     *,
     helps: dict[str, str] | None = None,
     skip: frozenset[str] = frozenset(),
+    aliases: dict[str, tuple[str, ...]] | None = None,
 ) -> list[str]:
-    """Add a flag per field of ``cls`` (except ``skip``); returns the field names that got one."""
+    """Add a flag per field of ``cls`` (except ``skip``); returns the field names that got one. The help
+    text comes from ``helps`` or the field's ``metadata["help"]``; ``aliases`` adds other flag names."""
     hints = typing.get_type_hints(cls)
     names = []
     for f in dataclasses.fields(cls):
@@ -45,9 +47,11 @@ def add_dataclass_flags(
             options |= _scalar(args[0] if get_origin(kind) in (typing.Union, type(int | None)) else kind)
             options["metavar"] = f.name.upper() if "choices" not in options else None
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = (helps or {}).get(f.name, "")
+        if kind is bool:
+            default = "on" if default else "off"
+        text = (helps or {}).get(f.name) or f.metadata.get("help", "")
         options["help"] = f"{text} (default {default})".strip() if text else f"default {default}"
-        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+        parser.add_argument("--" + f.name.replace("_", "-"), *(aliases or {}).get(f.name, ()), **options)
         names.append(f.name)
     return names
 

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     with spec.open(read_only=True) as gallery:
         extractor = extractor_from_args(args)
         try:
-            queries, vectors, failures = _embed(extractor, records, args.batch_size)
+            queries, vectors, failures = _embed(extractor, records, extractor.options.max_batch_size)
         finally:
             extractor.close()
         for failure in failures:

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.settings import ENGINE_OPTIONS, Settings
+from reid.engine import EngineOptions
 from reid.gallery import GallerySpec
 
 
@@ -85,3 +86,12 @@ def test_explicit_weights_are_loaded_even_when_missing(monkeypatch, tmp_path):
     assert Settings().weights_source() == "weights"  # the loader then says it does not exist
     monkeypatch.setenv("REID_WEIGHTS", "")
     assert Settings().weights_source() is None
+
+
+def test_engine_settings_are_the_engine_options(monkeypatch):
+    for name in ENGINE_OPTIONS:
+        monkeypatch.delenv(f"REID_{name.upper()}", raising=False)
+    assert Settings().engine_options() == EngineOptions()  # the same defaults in the service and the CLI
+    for name, option in ENGINE_OPTIONS.items():
+        declared = Settings.model_fields[name]
+        assert (declared.default, declared.description) == (option.default, option.metadata["help"])
