@@ -4,7 +4,8 @@
 #      with CPU decoding beside it;
 #   2. HTTP /embed end to end vs model only, 64 clients, on a TensorRT fp16 artifact (benchmarks/load_test.py);
 #   3. JPEG decode + resize, CPU threads vs the GPU (nvJPEG);
-#   4. FAISS exact search on the GPU over 1M x 2048 vectors.
+#   4. FAISS exact search on the GPU over 1M x 2048 vectors;
+#   5. reid train throughput: SE-IBN-R50 at 256x128, bf16 autocast (the BoT recipe).
 # Each step is bounded in time; the script goes on after a failed step and exits non-zero if any failed.
 #
 #   benchmarks/gpu_check.sh                        # random weights (throughput does not depend on them)
@@ -75,6 +76,7 @@ fi
 
 step "decode: CPU vs GPU" 120 "$PYTHON" benchmarks/gpu_probes.py decode
 step "FAISS GPU exact search 1M x 2048" 180 "$PYTHON" benchmarks/gpu_probes.py faiss
+step "training: SE-IBN-R50 256x128 bf16" 180 "$PYTHON" benchmarks/gpu_probes.py train
 
 echo
 if ((${#FAILED[@]})); then
