@@ -10,7 +10,7 @@ from reid.gallery.items import FIELD_NAMES
 def test_item_models_carry_the_item_schema():
     assert tuple(ItemFields.model_fields) == FIELD_NAMES
     assert tuple(GalleryItemIn.model_fields) == (*FIELD_NAMES, "image")
-    assert tuple(SearchHit.model_fields) == ("id", "score", *FIELD_NAMES)
+    assert tuple(SearchHit.model_fields) == ("id", "score", "match", *FIELD_NAMES)
     assert tuple(GalleryItemOut.model_fields) == ("id", *FIELD_NAMES, "vector")
 
 

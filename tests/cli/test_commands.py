@@ -27,7 +27,7 @@ def test_running_a_command_imports_only_that_command():
         "print(sorted(m for m in sys.modules if m.startswith(('reid.cli.', 'app'))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['reid.cli.common', 'reid.cli.embed']"
+    assert out.strip() == "['reid.cli.common', 'reid.cli.embed', 'reid.cli.options']"  # the shared helpers
 
 
 def test_serve_comes_from_the_service_package(capsys):
