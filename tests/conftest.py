@@ -1,9 +1,11 @@
-"""Fixtures shared across the test tree."""
+"""Fixtures shared across the test tree: data sets, and the test models every suite shares (built once per
+run; the builders live in :mod:`tests.helpers`)."""
 
 import pytest
 
 from reid.datasets import make_synthetic_market
 from reid.training import TrainConfig, TrainResult, load_config, train
+from tests.helpers import write_test_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +74,6 @@ def trained_small(labelled_market, quick_recipe, tmp_path_factory) -> TrainResul
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """The calibrated test model (resnet18, 64×32) as a checkpoint with its manifest."""
-    from tests.jobs.helpers import write_test_checkpoint
-
     return write_test_checkpoint(tmp_path_factory.mktemp("weights"))
 
 

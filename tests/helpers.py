@@ -1,4 +1,6 @@
-"""Shared test helpers: small calibrated models and synthetic pictures.
+"""Shared test helpers, and the one place that builds test models: small calibrated models (and the
+checkpoint of one), randomised models for the checkpoint-layout tests, the service's tiny model, and
+synthetic pictures.
 
 Random-init networks map every image to nearly the same direction (cosine ~0.999), which hides real
 errors. Calibrating BatchNorm statistics on varied inputs spreads the embeddings out, so comparisons can
@@ -10,15 +12,18 @@ from __future__ import annotations
 import copy
 import functools
 import io
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from reid.checkpoints import model_fingerprint
+from reid.checkpoints import Manifest, model_fingerprint, sha256_file, write_manifest, write_safetensors
 from reid.engine import EngineOptions, Extractor
 from reid.models import ReIDConfig, ReIDModel, reid_config
 from reid.preprocess import PreprocessConfig
+
+TINY_SIZE = (64, 32)  # the tiny model's input (height, width): small enough for a fast CPU forward
 
 
 def smooth_images(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -95,3 +100,62 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     return np.asarray((a * b).sum(-1))
+
+
+def randomize_norms(module: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial affine parameters and running statistics in every norm (incl. the BNNeck and the
+    zero-initialised non-local output BN) and a non-default GeM p, so a mis-wired tensor cannot hide."""
+    g = torch.Generator().manual_seed(seed)
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, norms) and m.affine:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+                assert m.running_mean is not None
+                assert m.running_var is not None
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+        for name, tensor in module.state_dict().items():
+            if name.endswith("pool.p"):
+                tensor.fill_(2.0 + torch.rand(1, generator=g).item())
+
+
+def random_model(cfg: ReIDConfig, seed: int = 0) -> ReIDModel:
+    """A seeded model in eval mode with randomised norms (see :func:`randomize_norms`)."""
+    torch.manual_seed(seed)
+    model = ReIDModel(cfg)
+    randomize_norms(model, seed + 1)
+    return model.eval()
+
+
+def tiny_extractor(cls: type[Extractor] = Extractor) -> Extractor:
+    return cls.random_init(
+        reid_config("resnet18"),
+        PreprocessConfig(height=TINY_SIZE[0], width=TINY_SIZE[1]),
+        options=EngineOptions(device="cpu", max_batch_size=16),
+        decode_workers=2,
+    )
+
+
+def write_test_checkpoint(folder: Path) -> Path:
+    """Save the model of :func:`tests.helpers.calibrated_extractor` (resnet18, 64×32) with its manifest
+    as ``folder/tiny.safetensors``, for ``--weights``; loading it gives the same fingerprint."""
+    cfg, preprocess = reid_config("resnet18"), PreprocessConfig(height=64, width=32)
+    model = _calibrated_model(cfg, preprocess, 0)
+    fingerprint = calibrated_extractor().fingerprint
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.safetensors"
+    write_safetensors(model.state_dict(), path)
+    manifest = Manifest(
+        model=cfg,
+        preprocess=preprocess,
+        source="reid",
+        weights_file=path.name,
+        sha256=sha256_file(path),
+        embedding_dim=cfg.embedding_dim,
+        fingerprint=fingerprint,
+    )
+    write_manifest(path, manifest)
+    return path

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from reid.engine import Extractor
-from tests.app.helpers import gallery_settings, settings_for, tiny_extractor, wait_ready
+from tests.app.helpers import gallery_settings, settings_for, wait_ready
+from tests.helpers import tiny_extractor
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Helpers for the service tests: a tiny random-init model, images, clients that wait for readiness."""
+"""Helpers for the service tests: images, settings, clients that wait for readiness (the tiny model comes
+from :mod:`tests.helpers`)."""
 
 from __future__ import annotations
 
@@ -21,20 +22,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import Settings
-from reid.engine import EngineOptions, Extractor
-from reid.models import reid_config
-from reid.preprocess import PreprocessConfig
-
-SIZE = (64, 32)  # model input (height, width): small enough for a fast CPU forward
-
-
-def tiny_extractor(cls: type[Extractor] = Extractor) -> Extractor:
-    return cls.random_init(
-        reid_config("resnet18"),
-        PreprocessConfig(height=SIZE[0], width=SIZE[1]),
-        options=EngineOptions(device="cpu", max_batch_size=16),
-        decode_workers=2,
-    )
+from reid.engine import Extractor
+from tests.helpers import tiny_extractor
 
 
 def image_bytes(seed: int, *, size: tuple[int, int] = (40, 80), fmt: str = "JPEG") -> bytes:

@@ -1,4 +1,6 @@
-"""Shared test helpers: randomised models and the foreign key layouts, written from the public key names."""
+"""Checkpoint-test helpers: foreign key layouts, written from the public key names, and saving them.
+
+The test models themselves come from :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
@@ -7,37 +9,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from reid.models import ReIDConfig, ReIDModel
-
 StateDict = dict[str, torch.Tensor]
-
-
-def randomize_norms(module: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial affine parameters and running statistics in every norm (incl. the BNNeck and the
-    zero-initialised non-local output BN) and a non-default GeM p, so a mis-wired tensor cannot hide."""
-    g = torch.Generator().manual_seed(seed)
-    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, norms) and m.affine:
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
-                assert m.running_mean is not None
-                assert m.running_var is not None
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-        for name, tensor in module.state_dict().items():
-            if name.endswith("pool.p"):
-                tensor.fill_(2.0 + torch.rand(1, generator=g).item())
-
-
-def random_model(cfg: ReIDConfig, seed: int = 0) -> ReIDModel:
-    """A seeded model in eval mode with randomised norms (see :func:`randomize_norms`)."""
-    torch.manual_seed(seed)
-    model = ReIDModel(cfg)
-    randomize_norms(model, seed + 1)
-    return model.eval()
 
 
 def embed(model: torch.nn.Module, height: int = 64, width: int = 32, seed: int = 1) -> torch.Tensor:

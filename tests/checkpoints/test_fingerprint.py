@@ -12,7 +12,8 @@ import torch
 from reid.checkpoints import load_checkpoint, model_fingerprint
 from reid.models import reid_config
 from reid.preprocess import PreprocessConfig
-from tests.checkpoints.helpers import random_model, save
+from tests.checkpoints.helpers import save
+from tests.helpers import random_model
 
 CFG = reid_config("resnet18")
 PRE = PreprocessConfig.torchvision()

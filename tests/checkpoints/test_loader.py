@@ -16,8 +16,8 @@ from reid.checkpoints import convert_checkpoint, load_checkpoint, read_manifest,
 from reid.errors import CheckpointError
 from reid.models import ReIDConfig, reid_config
 from reid.preprocess import PreprocessConfig
-from tests.checkpoints.helpers import embed, random_model, randomize_norms, rename, save
-from tests.helpers import assert_same_outputs
+from tests.checkpoints.helpers import embed, rename, save
+from tests.helpers import assert_same_outputs, random_model, randomize_norms
 
 FORMATS = [".pth", ".safetensors"]
 IMAGENET_HEAD: dict[str, Any] = {"bnneck": False, "neck_feat": "before"}

@@ -10,8 +10,8 @@ import torch
 from reid.checkpoints import load_into
 from reid.errors import CheckpointError
 from reid.models import ReIDModel, reid_config
-from tests.checkpoints.helpers import embed, random_model
-from tests.helpers import assert_same_outputs
+from tests.checkpoints.helpers import embed
+from tests.helpers import assert_same_outputs, random_model
 
 CFG = reid_config("resnet18")
 

@@ -10,8 +10,8 @@ import torch
 import reid.cli
 from reid.checkpoints import load_checkpoint, read_manifest
 from reid.models import reid_config
-from tests.checkpoints.helpers import embed, random_model, rename, save
-from tests.helpers import assert_same_outputs
+from tests.checkpoints.helpers import embed, rename, save
+from tests.helpers import assert_same_outputs, random_model
 
 
 @pytest.fixture

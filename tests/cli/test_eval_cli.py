@@ -10,12 +10,12 @@ from reid.checkpoints import read_manifest
 from reid.datasets import label_arrays, load_market
 from reid.evaluation import cosine_distance, evaluate_rank
 from tests.helpers import calibrated_extractor
-from tests.jobs.helpers import write_test_checkpoint
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_test_checkpoint(tmp_path_factory.mktemp("weights"))
+@pytest.fixture(scope="session")
+def weights(tiny_checkpoint):
+    """The calibrated tiny model's checkpoint, written once per test run (tests/conftest.py)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture

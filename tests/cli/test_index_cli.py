@@ -21,14 +21,14 @@ from reid.gallery import GallerySpec, open_gallery
 from reid.jobs import IndexSummary
 from tests.gallery.helpers import is_best_first
 from tests.helpers import calibrated_extractor
-from tests.jobs.helpers import write_test_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_test_checkpoint(tmp_path_factory.mktemp("weights"))
+@pytest.fixture(scope="session")
+def weights(tiny_checkpoint):
+    """The calibrated tiny model's checkpoint, written once per test run (tests/conftest.py)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from reid.gallery import GallerySpec
 from reid.jobs import index_source, index_source_ray
 from reid.jobs import ray_index as ray_job
 from reid.jobs.ray_index import Replicas, chunk_result, plan_replicas
-from tests.jobs.helpers import write_test_checkpoint
 
 OPTIONS = EngineOptions(device="cpu", max_batch_size=4)
 CHUNK = 4
@@ -33,9 +32,10 @@ def ray_cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return write_test_checkpoint(tmp_path_factory.mktemp("weights"))
+@pytest.fixture(scope="session")
+def weights(tiny_checkpoint):
+    """The calibrated tiny model's checkpoint, written once per test run (tests/conftest.py)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from reid.models import ReIDConfig, reid_config
-from tests.checkpoints.helpers import random_model, rename
+from tests.checkpoints.helpers import rename
+from tests.helpers import random_model
 
 # fast-reid SBS-like: IBN-a, non-local units, learnable GeM, BNNeck; the stem pool its current code uses.
 SBS_LIKE = reid_config(

@@ -23,9 +23,9 @@ from tests.app.helpers import (
     image_bytes,
     metric_samples,
     settings_for,
-    tiny_extractor,
     wait_ready,
 )
+from tests.helpers import tiny_extractor
 
 
 class SlowStart(Extractor):
