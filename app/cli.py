@@ -22,7 +22,7 @@ from reid.errors import ConfigError
 
 FACTORY = "app.main:serve_app"  # an import string: uvicorn's worker processes import it themselves
 PROTOCOL = "app.server:NoDelayH11Protocol"
-_ENV_ONLY = frozenset({"api_key"})
+_ENV_ONLY = frozenset({"api_key", "api_keys"})  # secrets never go on the command line
 
 
 def _setting_flags() -> dict[str, FieldInfo]:
@@ -33,6 +33,7 @@ def _setting_flags() -> dict[str, FieldInfo]:
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve",
+        allow_abbrev=False,  # --api-key must not pass as an abbreviation of --api-key-file
         help="run the HTTP service",
         description="Run the HTTP service. Each setting may also come from its REID_<NAME> environment "
         "variable; a flag wins over the variable. REID_API_KEY (environment only) protects gallery writes.",

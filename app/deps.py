@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from app.inference import EmbeddingService
+from app.security import Credential, Scope
 from app.settings import Settings
 from app.state import ServiceState
 from reid.gallery import GalleryStore
@@ -43,28 +43,44 @@ async def get_gallery(service: Service) -> GalleryStore:
 
 Gallery = Annotated[GalleryStore, Depends(get_gallery)]
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <REID_API_KEY>")
-_api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="x-api-key: <REID_API_KEY>")
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="x-api-key: <API key>")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+KeyHeader = Annotated[str | None, Security(_api_key_header)]
+_NEEDS_KEY = "this endpoint needs an API key: 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 
 
-async def require_api_key(
-    service: Service,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    header: Annotated[str | None, Security(_api_key_header)],
-) -> None:
-    """Guards writes when ``REID_API_KEY`` is set: either header may carry the key."""
-    expected = service.settings.api_key
-    if expected is None:
-        return
-    secret = expected.get_secret_value().encode()
-    offered = [value.encode() for value in (bearer.credentials if bearer else None, header) if value]
-    # compare_digest on every offered value: the time taken does not reveal how much of a key matched.
-    if not any([hmac.compare_digest(value, secret) for value in offered]):
-        raise HTTPException(
-            401,
-            "this endpoint needs the API key: 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
-            headers={"WWW-Authenticate": 'Bearer realm="reid"'},
-        )
+def _authenticate(service: ServiceState, request: Request, bearer: Bearer, header: KeyHeader) -> Credential:
+    """The caller's key (401 without a known one); its name goes on ``request.state.key_name``."""
+    offered = [value for value in (bearer.credentials if bearer else None, header) if value]
+    credential = service.keys.identify(offered)
+    if credential is None:
+        raise HTTPException(401, _NEEDS_KEY, headers={"WWW-Authenticate": 'Bearer realm="reid"'})
+    request.state.key_name = credential.name
+    return credential
 
 
-WriteAccess = Depends(require_api_key)
+def require(scope: Scope) -> Any:
+    """A dependency that admits keys holding ``scope`` once any key is configured (403 for other keys)."""
+
+    async def check(service: Service, request: Request, bearer: Bearer, header: KeyHeader) -> None:
+        if not service.keys.enabled:
+            return
+        credential = _authenticate(service, request, bearer, header)
+        if scope not in credential.scopes:
+            raise HTTPException(
+                403, f"the API key {credential.name!r} lacks the {scope!r} scope this endpoint needs"
+            )
+
+    return Depends(check)
+
+
+async def _ops_access(service: Service, request: Request, bearer: Bearer, header: KeyHeader) -> None:
+    if service.keys.enabled and service.settings.protect_ops:
+        _authenticate(service, request, bearer, header)
+
+
+EmbedAccess = require("embed")
+SearchAccess = require("search")
+WriteAccess = require("write")
+OpsAccess = Depends(_ops_access)  # /info, /metrics: any key, with REID_PROTECT_OPS

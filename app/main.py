@@ -124,7 +124,7 @@ def create_app(
     server down and ends the process with status :data:`EXIT_START_FAILED` (``reid serve``); otherwise
     the service stays up answering 503 (an application embedding it decides)."""
     settings = settings if settings is not None else Settings()
-    service = ServiceState(settings=settings, metrics=Metrics())
+    service = ServiceState(settings=settings, metrics=Metrics(), keys=settings.key_ring())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.security import ApiKeySpec, KeyRing, key_ring, read_secret_file
 from reid.engine import DEFAULT_WEIGHTS_DIR, Dtype, EngineOptions, RuntimeChoice, default_weights
 from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
 from reid.zoo.options import ZooOptions
@@ -105,10 +106,24 @@ class Settings(BaseSettings):
     # --- access -----------------------------------------------------------------------------------
     api_key: SecretStr | None = Field(
         default=None,
-        description="when set, gallery writes need 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+        description="one API key with every scope ('default'); once any key is set, every data endpoint "
+        "needs 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="REID_API_KEY read from a file (a Docker secret) instead"
+    )
+    api_keys: list[ApiKeySpec] = Field(
+        default_factory=list,
+        description='JSON list of named keys with scopes: [{"name": "indexer", "key" or "key_file": ..., '
+        '"scopes": ["embed", "write"]}]; scopes: embed, search (and read items), write, admin',
+    )
+    protect_ops: bool = Field(
+        default=False, description="/info and /metrics need a key too (any scope); /healthz, /readyz never"
     )
 
-    @field_validator("weights", "home", "zoo_file", "gallery_dir", "milvus_uri", "match_fmr", mode="before")
+    @field_validator(
+        "weights", "home", "zoo_file", "gallery_dir", "milvus_uri", "match_fmr", "api_key_file", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # "" means "none" (random weights, no gallery, no Milvus, no match flags), not the current folder.
@@ -119,6 +134,20 @@ class Settings(BaseSettings):
     def _path_is_text(cls, value: object) -> object:
         # A str rather than a Path, so that URLs keep their "//"; a Path given in code still works.
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    def key_ring(self) -> KeyRing:
+        """The keys the service accepts (key files are read here)."""
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("give REID_API_KEY or REID_API_KEY_FILE, not both")
+        single = self.api_key.get_secret_value() if self.api_key is not None else None
+        if self.api_key_file is not None:
+            single = read_secret_file(self.api_key_file)
+        return key_ring(single, self.api_keys)
+
+    @model_validator(mode="after")
+    def _keys_readable(self) -> Settings:
+        self.key_ring()  # a bad key file or a duplicate key fails now, not on the first request
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

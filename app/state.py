@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from app.inference import EmbeddingService
+from app.security import KeyRing
 from app.settings import Settings
 from reid.errors import NotFound, NotReady
 from reid.gallery import GalleryStore
@@ -24,6 +25,7 @@ class ServiceState:
 
     settings: Settings
     metrics: Metrics
+    keys: KeyRing
     phase: Phase = Phase.LOADING
     failure: str | None = None
     embedder: EmbeddingService | None = None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
-from app.deps import Embedder
+from app.deps import EmbedAccess, Embedder
 from app.inference import ImageInput
 from app.openapi import error_responses, request_body
 from app.schemas import (
@@ -25,8 +25,9 @@ from app.tracks import aggregate_tracks
 
 router = APIRouter(tags=["embeddings"])
 
-# What any endpoint that embeds images can answer besides 200.
+# What any endpoint that embeds images can answer besides 200, and what a key check adds.
 IMAGE_ERRORS = (413, 415, 422, 429, 503)
+KEY_ERRORS = (401, 403)
 
 
 def encode_vector(vector: np.ndarray, encoding_format: EncodingFormat) -> list[float] | str:
@@ -53,7 +54,8 @@ async def read_images(request: Request) -> tuple[list[ImageInput], EmbedOptions]
         "x-decode-time, x-queue-time, x-inference-time (ms) and "
         "x-batch-size tell where the time went."
     ),
-    responses=error_responses(*IMAGE_ERRORS),
+    dependencies=[EmbedAccess],
+    responses=error_responses(*IMAGE_ERRORS, *KEY_ERRORS),
     openapi_extra=request_body(EmbedRequest, EmbedForm),
 )
 async def embed(request: Request, embedder: Embedder) -> Response:

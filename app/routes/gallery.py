@@ -12,10 +12,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
-from app.deps import Embedder, Gallery, WriteAccess
+from app.deps import Embedder, Gallery, SearchAccess, WriteAccess
 from app.inference import ImageInput
 from app.openapi import error_responses, request_body
-from app.routes.embed import IMAGE_ERRORS
+from app.routes.embed import IMAGE_ERRORS, KEY_ERRORS
 from app.schemas import (
     GALLERY_STATS_EXAMPLE,
     INT64_MAX,
@@ -71,7 +71,7 @@ def store(gallery: GalleryStore, items: Sequence[GalleryItem], fingerprint: str)
         "(and gets a new id). Multipart: 'images' file parts plus an optional 'items' JSON array."
     ),
     dependencies=[WriteAccess],
-    responses=error_responses(*IMAGE_ERRORS, 401),
+    responses=error_responses(*IMAGE_ERRORS, *KEY_ERRORS),
     openapi_extra=request_body(GalleryAddRequest, GalleryForm),
 )
 async def add_items(request: Request, embedder: Embedder, gallery: Gallery) -> Response:
@@ -88,9 +88,10 @@ async def add_items(request: Request, embedder: Embedder, gallery: Gallery) -> R
     "/stats",
     response_model=GalleryStats,
     summary="Gallery size and index",
+    dependencies=[SearchAccess],
     responses={
         200: {"content": {"application/json": {"example": GALLERY_STATS_EXAMPLE}}},
-        **error_responses(503),
+        **error_responses(503, *KEY_ERRORS),
     },
 )
 async def stats(gallery: Gallery) -> GalleryStats:
@@ -101,7 +102,8 @@ async def stats(gallery: Gallery) -> GalleryStats:
     "/{item_id}",
     response_model=GalleryItemOut,
     summary="One stored item",
-    responses=error_responses(404, 422, 503),
+    dependencies=[SearchAccess],
+    responses=error_responses(404, 422, 503, *KEY_ERRORS),
 )
 async def get_item(
     item_id: ItemId,
@@ -119,7 +121,7 @@ async def get_item(
     response_model=DeleteResponse,
     summary="Remove an item",
     dependencies=[WriteAccess],
-    responses=error_responses(401, 404, 422, 503),
+    responses=error_responses(404, 422, 503, *KEY_ERRORS),
 )
 async def delete_item(item_id: ItemId, gallery: Gallery) -> DeleteResponse:
     await asyncio.to_thread(gallery.delete, [item_id])

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import Embedder, Service
+from app.deps import Embedder, OpsAccess, Service
 from app.openapi import error_responses
 from app.schemas import (
     BatchingInfo,
@@ -53,7 +53,8 @@ async def readyz(service: Service) -> Status:
     "/info",
     response_model=InfoResponse,
     summary="Model, batching and gallery",
-    responses=error_responses(503),
+    dependencies=[OpsAccess],
+    responses=error_responses(503, 401),
 )
 async def info(service: Service, embedder: Embedder) -> InfoResponse:
     settings = service.settings
@@ -88,7 +89,11 @@ def _match_threshold(score: float | None, fmr: float | None) -> MatchThresholdIn
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": 'reid_batch_size_bucket{le="8.0"} 12.0'}}}},
+    dependencies=[OpsAccess],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"example": 'reid_batch_size_bucket{le="8.0"} 12.0'}}},
+        **error_responses(401),
+    },
 )
 async def metrics(service: Service) -> Response:
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,10 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
-from app.deps import AppSettings, Embedder, Gallery
+from app.deps import AppSettings, Embedder, Gallery, SearchAccess
 from app.inference import EmbeddingService, ImageInput
 from app.openapi import error_responses, request_body
-from app.routes.embed import IMAGE_ERRORS
+from app.routes.embed import IMAGE_ERRORS, KEY_ERRORS
 from app.schemas import QueryResult, SearchForm, SearchHit, SearchOptions, SearchRequest, SearchResponse
 from app.tracks import aggregate_tracks
 from reid.embeddings import l2_normalize
@@ -91,7 +91,8 @@ async def read_queries(
         "each query's top candidates (REID_RERANK_TOP_N) by k-reciprocal distance; group_by collapses hits "
         "by track or person; min_score drops weak hits; match flags hits above the weights' threshold."
     ),
-    responses=error_responses(*IMAGE_ERRORS),
+    dependencies=[SearchAccess],
+    responses=error_responses(*IMAGE_ERRORS, *KEY_ERRORS),
     openapi_extra=request_body(SearchRequest, SearchForm),
 )
 async def search(request: Request, embedder: Embedder, gallery: Gallery, settings: AppSettings) -> Response:

@@ -137,12 +137,17 @@ def requests(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-@pytest.fixture(scope="module")
-def fuzz_client(tmp_path_factory, extractor):
-    app = create_app(
-        settings_for(tmp_path_factory.mktemp("fuzz"), max_images_per_request=4), extractor=extractor
-    )
-    with TestClient(app) as client:
+FUZZ_KEY = "fuzz-key"
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["open", "keys-on"])
+def fuzz_client(request, tmp_path_factory, extractor):
+    """The service without keys, and with a key that every fuzzed request carries (so the fuzz reaches
+    the handlers behind the key check)."""
+    keys = {"api_key": FUZZ_KEY} if request.param else {}
+    settings = settings_for(tmp_path_factory.mktemp("fuzz"), max_images_per_request=4, **keys)
+    headers = {"x-api-key": FUZZ_KEY} if request.param else {}
+    with TestClient(create_app(settings, extractor=extractor), headers=headers) as client:
         wait_ready(client)
         yield client
 

@@ -110,7 +110,7 @@ def test_invalid_ids_are_422(shared_client, item_id):
     assert shared_client.delete(f"/gallery/{item_id}").status_code == 422
 
 
-def test_api_key_guards_writes_only(make_client):
+def test_the_api_key_guards_reads_and_writes(make_client):
     client = make_client(api_key=KEY)
     item = {"image": b64(image_bytes(0)), "key": "k"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"x-api-key": "wrong"}, {"Authorization": KEY}):
@@ -118,13 +118,17 @@ def test_api_key_guards_writes_only(make_client):
         assert refused.status_code == 401, headers
         assert refused.json()["error"] == "unauthorized"
         assert refused.headers["www-authenticate"].startswith("Bearer")
-    (item_id,) = add(client, item, headers={"Authorization": f"Bearer {KEY}"}).json()["ids"]
-    assert add(client, item, headers={"x-api-key": KEY}).status_code == 200
-    assert client.get("/gallery/stats").status_code == 200
-    assert client.post("/search", files=files(image_bytes(0))).status_code == 200
-    assert client.post("/embed", files=files(image_bytes(0))).status_code == 200
+    assert add(client, item, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    (item_id,) = add(client, item, headers={"x-api-key": KEY}).json()["ids"]  # the upsert's new id
+    key = {"x-api-key": KEY}
+    for path in ("/gallery/stats", f"/gallery/{item_id}?include_vector=true"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=key).status_code == 200
+    assert client.post("/search", files=files(image_bytes(0))).status_code == 401
+    assert client.post("/search", files=files(image_bytes(0)), headers=key).status_code == 200
+    assert client.post("/embed", files=files(image_bytes(0)), headers=key).status_code == 200
     assert client.delete(f"/gallery/{item_id}").status_code == 401
-    assert client.delete("/gallery/12345", headers={"x-api-key": KEY}).status_code == 404
+    assert client.delete("/gallery/12345", headers=key).status_code == 404
 
 
 def test_a_service_without_a_gallery_still_embeds(make_client):
