@@ -1,10 +1,16 @@
 import json
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from app.security import SCOPES, ApiKeySpec, key_ring
+from app.security import SCOPES, ApiKeySpec, Credential, KeyRing, key_ring
 from app.settings import Settings
+
+
+def _who(ring: KeyRing, *offered: str) -> Credential:
+    credential = ring.identify(list(offered))
+    assert credential is not None
+    return credential
 
 
 def test_the_single_key_has_every_scope_and_named_keys_their_own(tmp_path):
@@ -13,13 +19,13 @@ def test_the_single_key_has_every_scope_and_named_keys_their_own(tmp_path):
     ring = key_ring(
         "admin-secret",
         [
-            ApiKeySpec(name="indexer", key="indexer-secret", scopes=["embed", "write"]),
+            ApiKeySpec(name="indexer", key=SecretStr("indexer-secret"), scopes=["embed", "write"]),
             ApiKeySpec(name="viewer", key_file=secret, scopes=["search"]),
         ],
     )
-    assert ring.identify(["admin-secret"]).scopes == frozenset(SCOPES)
-    assert ring.identify(["indexer-secret"]).scopes == {"embed", "write"}
-    assert ring.identify(["nope", "viewer-secret"]).name == "viewer"
+    assert _who(ring, "admin-secret").scopes == frozenset(SCOPES)
+    assert _who(ring, "indexer-secret").scopes == {"embed", "write"}
+    assert _who(ring, "nope", "viewer-secret").name == "viewer"
     assert ring.identify(["viewer-secre"]) is None
     assert "secret" not in repr(ring)
 
@@ -45,14 +51,10 @@ def test_settings_read_keys_from_the_environment_and_files(monkeypatch, tmp_path
     monkeypatch.setenv("REID_API_KEYS", '[{"name": "cam-3", "key": "cam-secret", "scopes": ["embed"]}]')
     settings = Settings()
     ring = settings.key_ring()
-    assert ring.identify(["from-a-file"]).name == "default"
-    assert ring.identify(["cam-secret"]).name == "cam-3"
+    assert _who(ring, "from-a-file").name == "default"
+    assert _who(ring, "cam-secret").name == "cam-3"
     assert "cam-secret" not in repr(settings)
     assert "from-a-file" not in repr(settings)
-
-
-def _keys(*entries):
-    return json.dumps([{"name": name, "key": key, "scopes": ["search"]} for name, key in entries])
 
 
 def _keys(*entries):
