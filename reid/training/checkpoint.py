@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import torch
 from reid.checkpoints import Manifest, model_fingerprint, write_manifest
 from reid.checkpoints.io import sha256_file, write_safetensors
 from reid.errors import CheckpointError
+from reid.fileio import atomic_file
 from reid.models import ReIDModel
 from reid.preprocess import PreprocessConfig
 
@@ -56,18 +55,9 @@ def save_servable(
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file renamed over ``path``: a crash never leaves half a state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` that replaces ``path`` atomically: a crash never leaves half a state."""
+    with atomic_file(path) as f:
+        torch.save(state, f)
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -14,12 +14,12 @@ import fcntl
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from reid.errors import ConfigError, HashMismatch, OfflineMissing
+from reid.fileio import atomic_file, fsync_dir
 from reid.zoo.download import TEMP_PREFIX, download
 
 logger = logging.getLogger(__name__)
@@ -105,13 +105,8 @@ def read_record(path: Path) -> str | None:
 
 
 def _write_record(path: Path, sha256: str) -> None:
-    record = _record_path(path)
-    fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(f"{sha256}  {path.name}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, record)
+    with atomic_file(_record_path(path)) as f:
+        f.write(f"{sha256}  {path.name}\n".encode("ascii"))
 
 
 def _verify(path: Path, actual: str, expected: Expected, what: str) -> None:
@@ -124,14 +119,6 @@ def _verify(path: Path, actual: str, expected: Expected, what: str) -> None:
             expected=recorded,
             actual=actual,
         )
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def offline_missing(path: Path, what: str) -> OfflineMissing:
@@ -174,7 +161,7 @@ def ensure_file(
         if read_record(path) is None:
             _write_record(path, done.sha256)
         os.replace(done.path, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         done.path.unlink(missing_ok=True)
     return done.sha256

@@ -9,7 +9,6 @@ leaves either the old snapshot or the new one, never a torn file.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import faiss
 
 from reid.errors import GalleryError
+from reid.fileio import atomic_file
 
 # The stubs bundled with faiss lack the Python-callback IO classes.
 _faiss: Any = faiss
@@ -25,27 +25,14 @@ MAGIC = b"REIDSNAP"
 _LENGTH = struct.Struct("<I")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_snapshot(path: Path, index: faiss.Index, header: dict[str, Any]) -> int:
     """Atomically replace ``path`` with ``index`` and ``header``; returns the file size in bytes."""
-    tmp = path.with_name(path.name + ".tmp")
     head = json.dumps(header, sort_keys=True).encode()
-    with tmp.open("wb") as f:
+    with atomic_file(path) as f:
         f.write(MAGIC + _LENGTH.pack(len(head)) + head)
         writer = _faiss.PyCallbackIOWriter(f.write)
         faiss.write_index(index, writer)
         del writer  # flushes anything it buffered before the file is synced
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
     return path.stat().st_size
 
 
