@@ -10,6 +10,7 @@ are pinned to f32, because OpenVINO would otherwise pick bf16 by itself on such 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,10 +38,37 @@ def import_openvino() -> Any:
     return openvino
 
 
+# oneDNN's instruction-set levels, lowest first; ONEDNN_MAX_CPU_ISA caps OpenVINO's CPU plugin too.
+_ISA_LEVELS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+)
+_NEEDS_ISA = {"BF16": "AVX512_CORE_BF16", "FP16": "AVX512_CORE_FP16"}
+
+
+def _isa_allows(needed: str) -> bool:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap not in _ISA_LEVELS:  # unset, ALL, DEFAULT or unknown: no cap
+        return True
+    return _ISA_LEVELS.index(cap) >= _ISA_LEVELS.index(needed)
+
+
 def native_precisions() -> set[str]:
-    """What the CPU computes natively according to OpenVINO (``BF16``, ``FP16``, ``INT8``, ``FP32``)."""
+    """What the CPU computes natively according to OpenVINO (``BF16``, ``FP16``, ``INT8``, ``FP32``), less
+    what ``ONEDNN_MAX_CPU_ISA`` forbids: OpenVINO reports the CPU's features, but with the instruction set
+    capped below them it has no bf16 kernels and fails to compile a bf16 model."""
     ov = import_openvino()
-    return set(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
+    capabilities = set(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
+    return {c for c in capabilities if c not in _NEEDS_ISA or _isa_allows(_NEEDS_ISA[c])}
 
 
 def compile_config(dtype: Precision) -> dict[str, str]:
