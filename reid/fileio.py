@@ -21,9 +21,10 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
     """A binary file to write that replaces ``path`` when the block ends without an error (and is removed
-    when it raises)."""
+    when it raises). It is private to the owner (0600) unless ``mode`` says otherwise, e.g. ``0o644`` for
+    a file that a service running as another user must read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -31,6 +32,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from reid.checkpoints.sources import SOURCES
 from reid.errors import CheckpointError, ConfigError
+from reid.fileio import atomic_file
 from reid.models import ReIDConfig
 from reid.preprocess import PreprocessConfig
 
@@ -174,13 +174,6 @@ def write_manifest(weights_path: str | os.PathLike[str], manifest: Manifest) -> 
         raise CheckpointError(f"manifest describes {manifest.weights_file}, not {weights_path.name}")
     check_manifest_writable(weights_path)
     path = manifest_path(weights_path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest.to_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        f.write((json.dumps(manifest.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path

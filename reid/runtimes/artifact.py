@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from abc import abstractmethod
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ import torch
 
 from reid.checkpoints import sha256_file
 from reid.errors import CheckpointError, ConfigError
+from reid.fileio import atomic_file
 from reid.models import ReIDConfig
 from reid.preprocess import PreprocessConfig
 from reid.runtimes.base import PRECISIONS, RUNTIMES, BatchProfile, Precision, Runtime, RuntimeName
@@ -197,16 +197,9 @@ def read_artifact_manifest(artifact: str | os.PathLike[str], *, check_files: boo
 def write_artifact_manifest(artifact: Path, manifest: ArtifactManifest) -> Path:
     """Write the manifest beside ``artifact`` atomically."""
     path = artifact_manifest_path(artifact)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest.to_dict(), f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # readable like the artifact itself (the service may run as another user)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Readable like the artifact itself (the service may run as another user).
+    with atomic_file(path, mode=0o644) as f:
+        f.write((json.dumps(manifest.to_dict(), indent=2) + "\n").encode("utf-8"))
     return path
 
 

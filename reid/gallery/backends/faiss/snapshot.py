@@ -28,7 +28,7 @@ _LENGTH = struct.Struct("<I")
 def write_snapshot(path: Path, index: faiss.Index, header: dict[str, Any]) -> int:
     """Atomically replace ``path`` with ``index`` and ``header``; returns the file size in bytes."""
     head = json.dumps(header, sort_keys=True).encode()
-    with atomic_file(path) as f:
+    with atomic_file(path, mode=0o644) as f:  # as the snapshot always was: read-only openers may be others
         f.write(MAGIC + _LENGTH.pack(len(head)) + head)
         writer = _faiss.PyCallbackIOWriter(f.write)
         faiss.write_index(index, writer)
