@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.security import ApiKeySpec, KeyRing, key_ring, read_secret_file
@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     """Every field ``name`` is read from ``REID_<NAME>`` (case-insensitive)."""
 
     model_config = SettingsConfigDict(env_prefix="REID_", frozen=True, extra="ignore")
+    _keys: KeyRing = PrivateAttr()
 
     # --- model ------------------------------------------------------------------------------------
     weights: str | None = Field(
@@ -136,17 +137,18 @@ class Settings(BaseSettings):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     def key_ring(self) -> KeyRing:
-        """The keys the service accepts (key files are read here)."""
+        """The keys the service accepts, read (key files included) when the settings were loaded."""
+        return self._keys
+
+    @model_validator(mode="after")
+    def _read_keys(self) -> Settings:
+        # Once, now: a bad key file or a duplicate key fails the start, not the first request.
         if self.api_key is not None and self.api_key_file is not None:
             raise ValueError("give REID_API_KEY or REID_API_KEY_FILE, not both")
         single = self.api_key.get_secret_value() if self.api_key is not None else None
         if self.api_key_file is not None:
             single = read_secret_file(self.api_key_file)
-        return key_ring(single, self.api_keys)
-
-    @model_validator(mode="after")
-    def _keys_readable(self) -> Settings:
-        self.key_ring()  # a bad key file or a duplicate key fails now, not on the first request
+        self._keys = key_ring(single, self.api_keys)
         return self
 
     @model_validator(mode="after")
