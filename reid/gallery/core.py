@@ -261,6 +261,11 @@ class GalleryStore:
         ranked: list[list[tuple[int, float]]] = [[] for _ in queries]
         rows: dict[int, ItemValues] = {}
         with self.storage.reading():
+            # A grouped search fetches in rounds up to what the gallery holds (or the backend's cap).
+            available = 0
+            if group_by is not None:
+                held = self.storage.count()
+                available = held if limit is None else min(held, limit)
             for group_filters, group in group_queries(filters, len(queries)).items():
                 plan = _Plan(fetch, k, group_filters, rerank, params)
                 if group_by is None:
@@ -269,7 +274,7 @@ class GalleryStore:
                         ranked[q] = _top(scores[row], ids[row], k)
                 else:
                     for q in group:
-                        ranked[q] = self._grouped(queries[q], plan, group_by, rows)
+                        ranked[q] = self._grouped(queries[q], plan, group_by, available, rows)
             if min_score is not None:
                 ranked = [[(i, score) for i, score in top if score >= min_score] for top in ranked]
             rows.update(self.storage.rows({i for top in ranked for i, _ in top} - rows.keys()))
@@ -288,12 +293,11 @@ class GalleryStore:
         return scores, ids
 
     def _grouped(
-        self, query: np.ndarray, plan: _Plan, group_by: GroupBy, rows: dict[int, ItemValues]
+        self, query: np.ndarray, plan: _Plan, group_by: GroupBy, limit: int, rows: dict[int, ItemValues]
     ) -> list[tuple[int, float]]:
         """The best crop of each of the ``plan.k`` best groups: candidates are fetched in growing rounds
-        (``GROUP_FETCH`` × k first) until ``k`` groups are found or the gallery is exhausted."""
-        total = self.storage.count()
-        limit = min(total, self.storage.max_k or total)
+        (``GROUP_FETCH`` × k first) until ``k`` groups are found or ``limit`` candidates (the gallery, or
+        the backend's cap) were fetched."""
         fetch = min(max(plan.fetch, GROUP_FETCH * plan.k), limit)
         while fetch > 0:
             scores, ids = self._candidates(query[None], dataclasses.replace(plan, fetch=fetch), rows)
