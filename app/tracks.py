@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 from fastapi.exceptions import RequestValidationError
 
@@ -18,5 +20,5 @@ def aggregate_tracks(vectors: np.ndarray, options: TrackOptions) -> tuple[list[s
         message = f"got {len(labels)} track labels for {len(vectors)} crops: give one per image or embedding"
         raise RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
     keys, matrix = aggregate_groups(vectors, labels, options.quality)
-    sizes = [labels.count(str(key)) for key in keys]
-    return [str(key) for key in keys], sizes, matrix
+    sizes = Counter(labels)
+    return [str(key) for key in keys], [sizes[str(key)] for key in keys], matrix
