@@ -13,13 +13,15 @@ optional extra). Backends are imported when a gallery is opened on them, not by 
 
 from __future__ import annotations
 
+from reid.gallery.audit import Actor
 from reid.gallery.backends.faiss.autoindex import choose_index
 from reid.gallery.backends.faiss.params import FaissSearchParams
-from reid.gallery.core import GalleryStats, GalleryStore
+from reid.gallery.core import Erasure, GalleryStats, GalleryStore, StoreOptions
 from reid.gallery.filters import Filters
 from reid.gallery.items import ITEM_FIELDS, GalleryItem, GalleryRecord, Hit, ItemFields
 from reid.gallery.registry import BACKENDS, DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend
 from reid.gallery.rerank import RerankConfig, cosine_to_sq_euclidean, k_reciprocal_rerank, rerank_candidates
+from reid.gallery.retention import RetentionPolicy
 from reid.gallery.spec import GallerySpec, open_gallery
 from reid.gallery.storage import SearchParams, Storage
 
@@ -28,7 +30,9 @@ __all__ = [
     "DEFAULT_COLLECTION",
     "ITEM_FIELDS",
     "MILVUS_MAX_TOPK",
+    "Actor",
     "Backend",
+    "Erasure",
     "FaissSearchParams",
     "Filters",
     "GalleryItem",
@@ -39,8 +43,10 @@ __all__ = [
     "Hit",
     "ItemFields",
     "RerankConfig",
+    "RetentionPolicy",
     "SearchParams",
     "Storage",
+    "StoreOptions",
     "choose_index",
     "cosine_to_sq_euclidean",
     "k_reciprocal_rerank",

@@ -3,17 +3,22 @@
 :class:`GalleryStore` owns identity (dimension, model fingerprint, the first fingerprint recorded while
 empty), validation (unit vectors, keys, field values, the backend's text limits), upsert by key,
 filters (one backend call per distinct filter), k-reciprocal re-ranking (each query on its own),
-the order of hits (:func:`~reid.gallery.ranking.best_first`), export and stats. A backend only stores:
-see :class:`~reid.gallery.storage.Storage`. Vectors are L2-normalised float32 embeddings and scores
-are inner products (cosine similarity).
+the order of hits (:func:`~reid.gallery.ranking.best_first`), erasure by filter, retention, the audit
+log, export and stats. A backend only stores: see :class:`~reid.gallery.storage.Storage`. Vectors are
+L2-normalised float32 embeddings and scores are inner products (cosine similarity).
+
+Every action takes an optional ``actor`` (:class:`~reid.gallery.audit.Actor`: who, through what) for
+the audit log; without one it is the process's (the CLI names its command).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -21,6 +26,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from reid.errors import ConfigError, GalleryError, ModelMismatch, NotFound
+from reid.gallery.audit import Actor, AuditLog, process_actor
 from reid.gallery.filters import Filters, group_queries
 from reid.gallery.items import (
     KEY_FIELD,
@@ -33,8 +39,11 @@ from reid.gallery.items import (
 )
 from reid.gallery.ranking import best_first
 from reid.gallery.rerank import RerankConfig, rerank_candidates
+from reid.gallery.retention import RetentionPolicy, expired_ids
 from reid.gallery.storage import SearchParams, Storage
 from reid.gallery.vectors import as_unit_matrix, check_fingerprint, check_k, export_dir, item_matrix
+
+logger = logging.getLogger(__name__)
 
 EXPORT_CHUNK = 1000  # items per storage read while exporting
 GroupBy = Literal["track_id", "person_id"]
@@ -55,9 +64,19 @@ class GalleryStats:
     fingerprint: str | None
     index: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    retention: Sequence[Mapping[str, Any]] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "details": dict(self.details)}
+        return {**asdict(self), "details": dict(self.details), "retention": [dict(p) for p in self.retention]}
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure or a retention sweep did: ``matched`` items, ``erased`` (0 on a dry run)."""
+
+    matched: int
+    erased: int
+    dry_run: bool
 
 
 @dataclass(frozen=True)
@@ -93,22 +112,63 @@ def _not_found(what: str, missing: Sequence[Any]) -> NotFound:
     return NotFound(f"no gallery item with {what} {', '.join(map(repr, missing[:10]))}")
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """How a store audits and retains, beyond what its storage keeps: ``audit_log`` (``None``: the
+    storage's default place), ``audit_searches`` (a line per search too), ``retention`` (a policy applied
+    besides the one kept with the gallery) and ``clock`` (POSIX seconds; tests control it)."""
+
+    audit_log: str | Path | None = None
+    audit_searches: bool = False
+    retention: RetentionPolicy | None = None
+    clock: Callable[[], float] = time.time
+
+
 class GalleryStore:
     """A durable vector store with metadata, over one backend's :class:`Storage`.
 
     Writes are atomic per call and durable once they return. ``fingerprint`` arguments, when given, must
     equal the gallery's model fingerprint (:class:`ModelMismatch` otherwise); vectors of the wrong
-    dimension raise ``ModelMismatch`` too. Open one with :func:`reid.gallery.open_gallery`.
+    dimension raise ``ModelMismatch`` too. Open one with :func:`reid.gallery.open_gallery`. A writable
+    store applies its retention policies as it opens.
     """
 
-    def __init__(self, storage: Storage, *, dim: int | None = None, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        dim: int | None = None,
+        fingerprint: str | None = None,
+        options: StoreOptions | None = None,
+    ) -> None:
         """Wrap ``storage``, checking that it holds ``dim``-d embeddings of ``fingerprint`` (when given)."""
         self.storage = storage
+        self.options = options if options is not None else StoreOptions()
+        self._audit: AuditLog | None = None
         try:
             self._check_identity(dim, fingerprint)
+            self._audit = self._open_audit()
+            if storage.writable and self.retention_policies():
+                self.sweep(actor=Actor(via="gallery open"))
         except BaseException:
-            storage.close()
+            self.close()
             raise
+
+    def _open_audit(self) -> AuditLog | None:
+        path = self.options.audit_log or self.storage.audit_path
+        try:
+            return AuditLog(path, gallery=self.storage.where, clock=self.options.clock)
+        except GalleryError:
+            if self.storage.writable:
+                raise
+            logger.warning(
+                "%s is open read-only and its audit log %s is not writable: not audited", self, path
+            )
+            return None
+
+    def _record(self, action: str, actor: Actor | None, *, sync: bool = True, **details: Any) -> None:
+        if self._audit is not None:
+            self._audit.record(action, actor or process_actor(), sync=sync, **details)
 
     def _check_identity(self, dim: int | None, fingerprint: str | None) -> None:
         where = self.storage.where
@@ -136,19 +196,27 @@ class GalleryStore:
         return self.storage.identity.fingerprint
 
     @property
+    def audit_path(self) -> Path | None:
+        """The audit log's file (``None``: a read-only open that cannot write one)."""
+        return None if self._audit is None else self._audit.path
+
+    @property
     def index_kind(self) -> str:
         """The index in use, in the backend's own terms (a FAISS factory string, a Milvus index type)."""
         return self.storage.identity.index
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def _write(self, items: Sequence[GalleryItem], fingerprint: str | None, *, replace: bool) -> list[int]:
+    def _write(
+        self, items: Sequence[GalleryItem], fingerprint: str | None, *, replace: bool, actor: Actor | None
+    ) -> list[int]:
         check_fingerprint(self.fingerprint, fingerprint)
         items = list(items)
         if not items:
             return []
         vectors = item_matrix(items, self.dim)
-        rows = [item_values(item) for item in items]
+        now = self.options.clock()
+        rows = [item_values(item, inserted_at=now) for item in items]
         for row in rows:
             check_text_lengths(row, self.storage.text_limits, self.backend)
         keys = [row[KEY_FIELD] for row in rows if row[KEY_FIELD] is not None]
@@ -160,22 +228,30 @@ class GalleryStore:
             if held and not replace:
                 key = next(key for key in keys if key in held)
                 raise GalleryError(f"key {key!r} already exists (id {held[key]}); use upsert to replace it")
-            return self.storage.write(rows, vectors, sorted(held.values()))
+            ids = self.storage.write(rows, vectors, sorted(held.values()))
+        self._record("upsert" if replace else "add", actor, count=len(ids), replaced=len(held))
+        return ids
 
-    def add(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
+    def add(
+        self, items: Sequence[GalleryItem], *, fingerprint: str | None = None, actor: Actor | None = None
+    ) -> list[int]:
         """Store new items and return their ids. A key that already exists raises ``GalleryError``."""
-        return self._write(items, fingerprint, replace=False)
+        return self._write(items, fingerprint, replace=False, actor=actor)
 
-    def upsert(self, items: Sequence[GalleryItem], *, fingerprint: str | None = None) -> list[int]:
+    def upsert(
+        self, items: Sequence[GalleryItem], *, fingerprint: str | None = None, actor: Actor | None = None
+    ) -> list[int]:
         """Insert or replace items by key (every item needs a key) and return their ids. A replaced item
         gets a new id: ids are never reused."""
         missing = [i for i, item in enumerate(items) if item.key is None]
         if missing:
             raise GalleryError(f"upsert needs a key on every item; item {missing[0]} has none")
-        return self._write(items, fingerprint, replace=True)
+        return self._write(items, fingerprint, replace=True, actor=actor)
 
-    def delete(self, ids: Iterable[int]) -> None:
-        """Remove items; an unknown id raises :class:`NotFound` and nothing is removed."""
+    def delete(self, ids: Iterable[int], *, actor: Actor | None = None) -> None:
+        """Remove items from searches and reads; an unknown id raises :class:`NotFound` and nothing is
+        removed. Their bytes leave the files at the next checkpoint and snapshot (see :meth:`erase` for
+        at once)."""
         unique = _unique_ids(ids)
         if not unique:
             return
@@ -185,6 +261,56 @@ class GalleryStore:
             if missing:
                 raise _not_found("id", missing)
             self.storage.delete(unique)
+        self._record("delete", actor, count=len(unique), ids=unique)
+
+    # --- erasure and retention ------------------------------------------------------------------------
+
+    def _remove(self, ids: np.ndarray, *, dry_run: bool) -> Erasure:
+        """Caller holds ``writing()``: delete ``ids`` and scrub their bytes from the files."""
+        if not dry_run and len(ids):
+            self.storage.delete(ids.tolist())
+            self.storage.scrub()
+        return Erasure(matched=len(ids), erased=0 if dry_run else len(ids), dry_run=dry_run)
+
+    def erase(self, filters: Filters, *, dry_run: bool = False, actor: Actor | None = None) -> Erasure:
+        """Remove every item ``filters`` allows, and leave none of their bytes readable in the backend's
+        files (as far as it allows: see the README). ``dry_run`` counts them and removes nothing."""
+        if filters.is_empty:
+            raise ConfigError("an erasure needs a filter: an empty one would match every item")
+        with self.storage.writing():
+            erasure = self._remove(self.storage.matching(filters), dry_run=dry_run)
+        self._record("erase", actor, filter=filters.as_dict(), **asdict(erasure))
+        return erasure
+
+    @property
+    def retention(self) -> RetentionPolicy | None:
+        """The retention policy kept with the gallery."""
+        with self.storage.reading():
+            return self.storage.retention
+
+    def set_retention(self, policy: RetentionPolicy | None, *, actor: Actor | None = None) -> None:
+        """Keep ``policy`` with the gallery (``None``: remove it); every writer applies it from then on.
+        Call :meth:`sweep` to apply it now."""
+        with self.storage.writing():
+            self.storage.record_retention(policy)
+        self._record("retention_policy", actor, policy=None if policy is None else policy.as_dict())
+
+    def retention_policies(self) -> list[RetentionPolicy]:
+        """The policies in force: the one kept with the gallery and the one this store was opened with."""
+        return [p for p in (self.retention, self.options.retention) if p is not None]
+
+    def sweep(self, *, dry_run: bool = False, actor: Actor | None = None) -> Erasure:
+        """Erase what the retention policies have expired (as :meth:`erase` does)."""
+        policies = self.retention_policies()
+        now = self.options.clock()
+        with self.storage.writing():
+            expired = np.zeros(0, dtype=np.int64)
+            for policy in policies:
+                expired = np.union1d(expired, expired_ids(self.storage, policy, now))
+            erasure = self._remove(expired, dry_run=dry_run)
+        cutoffs = [{**policy.as_dict(), "cutoff": policy.cutoff(now)} for policy in policies]
+        self._record("retention", actor, policies=cutoffs, **asdict(erasure))
+        return erasure
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -232,6 +358,7 @@ class GalleryStore:
         params: SearchParams | None = None,
         group_by: GroupBy | None = None,
         min_score: float | None = None,
+        actor: Actor | None = None,
     ) -> list[list[Hit]]:
         """Top-``k`` hits per query row of ``vectors`` (Q, dim), best first (scores within
         :data:`~reid.gallery.ranking.SCORE_TIE_TOLERANCE` tie: lower id first).
@@ -244,7 +371,7 @@ class GalleryStore:
         ``group_by`` (``"track_id"`` or ``"person_id"``) collapses the hits so the ``k`` results are ``k``
         different tracks or people, each represented by its best-scoring crop (items without the field
         stand alone). Filters apply first, then re-ranking, then grouping. ``min_score`` drops hits (and
-        groups) scoring below it.
+        groups) scoring below it. With ``audit_searches`` each call is one audit line.
         """
         check_fingerprint(self.fingerprint, fingerprint)
         k = check_k(k)
@@ -278,7 +405,24 @@ class GalleryStore:
             if min_score is not None:
                 ranked = [[(i, score) for i, score in top if score >= min_score] for top in ranked]
             rows.update(self.storage.rows({i for top in ranked for i, _ in top} - rows.keys()))
+        if self.options.audit_searches:
+            self._record_search(filters, actor, queries=len(queries), k=k, group_by=group_by, ranked=ranked)
         return [_hits(top, rows) for top in ranked]
+
+    def _record_search(
+        self,
+        filters: Filters | Sequence[Filters] | None,
+        actor: Actor | None,
+        *,
+        ranked: list[list[tuple[int, float]]],
+        **details: Any,
+    ) -> None:
+        if isinstance(filters, Filters):
+            described: Any = filters.as_dict()
+        else:
+            described = None if filters is None else [f.as_dict() for f in filters]
+        hits = sum(map(len, ranked))
+        self._record("search", actor, sync=False, filter=described, hits=hits, **details)
 
     def _candidates(
         self, queries: np.ndarray, plan: _Plan, rows: dict[int, ItemValues]
@@ -320,6 +464,7 @@ class GalleryStore:
             raise ConfigError(f"the {self.backend} backend does not take {type(params).__name__}")
 
     def stats(self) -> GalleryStats:
+        policies = [policy.as_dict() for policy in self.retention_policies()]
         with self.storage.reading():
             return GalleryStats(
                 backend=self.backend,
@@ -328,9 +473,10 @@ class GalleryStore:
                 fingerprint=self.fingerprint,
                 index=self.index_kind,
                 details=self.storage.details(),
+                retention=policies,
             )
 
-    def export(self, out_dir: str | Path) -> Path:
+    def export(self, out_dir: str | Path, *, actor: Actor | None = None) -> Path:
         """Write ``vectors.npy`` (float32, one row per item in id order), ``items.jsonl`` (the same order,
         with ``row`` = the vectors row) and ``gallery.json`` under ``out_dir``; returns ``out_dir``.
         Existing export files are not overwritten (``GalleryError``)."""
@@ -351,6 +497,7 @@ class GalleryStore:
             del vectors
             summary = {"dim": self.dim, "fingerprint": self.fingerprint, "index": self.index_kind}
             (out / "gallery.json").write_text(json.dumps({**summary, "count": len(ids)}, indent=2) + "\n")
+        self._record("export", actor, count=len(ids), out=str(out.resolve()))
         return out
 
     # --- persistence ----------------------------------------------------------------------------------
@@ -362,6 +509,8 @@ class GalleryStore:
     def close(self) -> None:
         """Release the gallery; later calls raise ``GalleryError``."""
         self.storage.close()
+        if self._audit is not None:
+            self._audit.close()
 
     def __enter__(self) -> GalleryStore:
         return self

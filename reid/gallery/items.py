@@ -7,7 +7,9 @@ job's rows. Adding a field is one declaration below; galleries written before it
 they are next opened for writing (every field is nullable, so old items read it as ``None``).
 
 Each field says its ``kind`` — ``int``, ``float``, ``text`` or ``json`` — which fixes how it is
-validated (:func:`item_values`) and stored; ``unique`` marks the key that upserts replace by.
+validated (:func:`item_values`) and stored; ``unique`` marks the key that upserts replace by. Fields in
+:class:`StoredFields` beyond :class:`ItemFields` are ``managed``: the gallery sets them (``inserted_at``),
+callers cannot, and they come back with every record and hit.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ ItemValues = dict[str, Any]
 """An item's fields by name, validated: plain ints, floats, strings, a JSON-safe dict, or ``None``."""
 
 
-def _field(kind: FieldKind, description: str, *, unique: bool = False) -> Any:
-    info = {"kind": kind, "description": description, "unique": unique}
+def _field(kind: FieldKind, description: str, *, unique: bool = False, managed: bool = False) -> Any:
+    info = {"kind": kind, "description": description, "unique": unique, "managed": managed}
     if kind == "json":
         return field(default_factory=dict, hash=False, metadata=info)
     return field(default=None, metadata=info)
@@ -47,8 +49,20 @@ class ItemFields:
     track_id: str | None = _field("text", "the tracker's track the crop belongs to (search can group by it)")
 
     def field_values(self) -> ItemValues:
-        """The schema fields alone (no vector, id or score), as given."""
-        return {name: getattr(self, name) for name in FIELD_NAMES}
+        """The schema fields this value has (no vector, id or score), as given."""
+        return {name: getattr(self, name) for name in FIELD_NAMES if hasattr(self, name)}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class StoredFields(ItemFields):
+    """The fields of a stored item: the caller's, plus those the gallery manages."""
+
+    inserted_at: float | None = _field(
+        "float",
+        "when the gallery stored the item, POSIX seconds (set by the gallery; items stored before galleries "
+        "recorded it read the time of that upgrade)",
+        managed=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -59,14 +73,15 @@ class FieldSpec:
     kind: FieldKind
     description: str
     unique: bool = False
+    managed: bool = False
 
 
-ITEM_FIELDS: tuple[FieldSpec, ...] = tuple(
-    FieldSpec(f.name, f.metadata["kind"], f.metadata["description"], f.metadata["unique"])
-    for f in fields(ItemFields)
-)
+ITEM_FIELDS: tuple[FieldSpec, ...] = tuple(FieldSpec(name=f.name, **f.metadata) for f in fields(StoredFields))
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in ITEM_FIELDS)
+INPUT_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in ITEM_FIELDS if not f.managed)
+"""The fields a caller gives (the managed ones left out)."""
 KEY_FIELD = next(f.name for f in ITEM_FIELDS if f.unique)
+INSERTED_FIELD = "inserted_at"
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -81,7 +96,7 @@ class GalleryItem(ItemFields):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class GalleryRecord(ItemFields):
+class GalleryRecord(StoredFields):
     """A stored item as ``get`` returns it: its gallery ``id``, its stored vector and its fields."""
 
     id: int
@@ -89,7 +104,7 @@ class GalleryRecord(ItemFields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Hit(ItemFields):
+class Hit(StoredFields):
     """One search result. ``score`` is the inner product (cosine similarity; higher is closer), or
     ``1 - re-ranked distance`` when the search re-ranks."""
 
@@ -102,9 +117,9 @@ class Hit(ItemFields):
 
 
 def fields_of(source: object) -> ItemValues:
-    """The item fields ``source`` (a record, a request model) has, by name: a field added to the schema
-    flows from every source that carries it."""
-    return {name: getattr(source, name) for name in FIELD_NAMES if hasattr(source, name)}
+    """The caller's item fields ``source`` (a record, a request model) has, by name: a field added to the
+    schema flows from every source that carries it (managed fields never do)."""
+    return {spec.name: getattr(source, spec.name) for spec in INPUT_FIELDS if hasattr(source, spec.name)}
 
 
 def _text(value: Any, name: str, key: Any) -> str:
@@ -141,10 +156,12 @@ def _check(spec: FieldSpec, value: Any, key: Any) -> Any:
     return _number(value, int if spec.kind == "int" else float, spec.name, key)
 
 
-def item_values(item: ItemFields) -> ItemValues:
-    """``item``'s fields checked and converted to plain values, or :class:`GalleryError` naming the field."""
+def item_values(item: ItemFields, *, inserted_at: float) -> ItemValues:
+    """The row to store: ``item``'s fields checked and converted to plain values (or
+    :class:`GalleryError` naming the field), stamped with its insertion time."""
     key = item.key
-    return {spec.name: _check(spec, getattr(item, spec.name), key) for spec in ITEM_FIELDS}
+    values = {spec.name: _check(spec, getattr(item, spec.name), key) for spec in INPUT_FIELDS}
+    return {**values, INSERTED_FIELD: float(inserted_at)}
 
 
 def check_text_lengths(values: ItemValues, limits: Mapping[str, int], backend: str) -> None:

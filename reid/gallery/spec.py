@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reid.errors import ConfigError
-from reid.gallery.core import GalleryStore
+from reid.gallery.core import GalleryStore, StoreOptions
 from reid.gallery.registry import DEFAULT_COLLECTION, Backend, check_backend, storage_class
 from reid.gallery.storage import OpenRequest
 
@@ -20,6 +20,7 @@ def open_gallery(
     fingerprint: str | None = None,
     index: str | None = None,
     backend: Backend = "faiss",
+    store: StoreOptions | None = None,
     **options: Any,
 ) -> GalleryStore:
     """Open (or, given ``dim``, create) the gallery at ``path`` on ``backend``.
@@ -32,7 +33,8 @@ def open_gallery(
     ``options``: ``collection``. An option of another backend raises :class:`ConfigError`. An existing
     gallery whose ``dim`` or ``fingerprint`` differs from the given ones raises
     :class:`reid.errors.ModelMismatch` naming both; one created without a fingerprint records the
-    first one given while it is empty.
+    first one given while it is empty. ``store`` sets the audit log, an extra retention policy and the
+    clock (:class:`~reid.gallery.core.StoreOptions`).
     """
     storage = storage_class(backend)
     given = {name: value for name, value in options.items() if value is not None}
@@ -43,6 +45,7 @@ def open_gallery(
         storage.open(OpenRequest(path, dim, fingerprint, index), **given),
         dim=dim,
         fingerprint=fingerprint,
+        options=store,
     )
 
 
@@ -77,7 +80,12 @@ class GallerySpec:
         return Path(self.location) if self.backend == "faiss" else Path(self.location).parent
 
     def open(
-        self, *, dim: int | None = None, fingerprint: str | None = None, read_only: bool = False
+        self,
+        *,
+        dim: int | None = None,
+        fingerprint: str | None = None,
+        read_only: bool = False,
+        store: StoreOptions | None = None,
     ) -> GalleryStore:
         """Open (or, given ``dim``, create) the gallery. ``read_only`` takes a FAISS gallery's shared lock;
         a Milvus server has no writer lock, so there it only means "do not create"."""
@@ -89,6 +97,7 @@ class GallerySpec:
             backend=self.backend,
             read_only=read_only,
             collection=self.collection,
+            store=store,
         )
 
     def __str__(self) -> str:

@@ -2,8 +2,9 @@
 
 :class:`reid.gallery.GalleryStore` (the core) owns what a gallery means — identity, validation, upsert by
 key, filters per query, re-ranking, hit order, export, stats — and calls a :class:`Storage` for the rest:
-rows written atomically with the ids they replace, deletes, nearest neighbours under a filter, rows and
-vectors by id, ids by key. Ids are positive, assigned by the storage and never reused.
+rows written atomically with the ids they replace, deletes and scrubbing their bytes, nearest neighbours
+and every match under a filter, rows and vectors by id, ids by key, and a retention policy kept with
+the data. Ids are positive, assigned by the storage and never reused.
 
 Locking: the core wraps every read in :meth:`Storage.reading` and every write (with the key look-up
 that decides it) in :meth:`Storage.writing`; storage methods do not lock again. Both raise
@@ -22,6 +23,7 @@ import numpy as np
 
 from reid.gallery.filters import Filters
 from reid.gallery.items import ItemValues
+from reid.gallery.retention import RetentionPolicy
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,22 @@ class Storage(Protocol):
     @property
     def writable(self) -> bool: ...
 
+    @property
+    def audit_path(self) -> Path:
+        """Where the audit log goes unless the caller names a file (beside the data where it is local)."""
+        ...
+
     def record_fingerprint(self, fingerprint: str) -> None:
         """Record the model of an empty gallery created without one."""
+        ...
+
+    @property
+    def retention(self) -> RetentionPolicy | None:
+        """The retention policy kept with the gallery."""
+        ...
+
+    def record_retention(self, policy: RetentionPolicy | None) -> None:
+        """Keep ``policy`` with the gallery (``None``: remove it)."""
         ...
 
     def reading(self) -> AbstractContextManager[None]: ...
@@ -97,12 +113,21 @@ class Storage(Protocol):
         """Remove ``ids`` (sorted, unique, all present) atomically."""
         ...
 
+    def scrub(self) -> None:
+        """Leave no deleted item readable in the backend's files now, as far as the backend allows (the
+        README says how long each takes)."""
+        ...
+
     def nearest(
         self, queries: np.ndarray, k: int, filters: Filters | None, params: SearchParams | None
     ) -> tuple[np.ndarray, np.ndarray, dict[int, ItemValues]]:
         """Up to ``k`` inner-product neighbours of each query among the items ``filters`` allows:
         ``(scores, ids)`` both (Q, k), padded with ``-inf`` / ``-1``, in any order, plus the rows of any
         of those ids the search returned anyway (the core fetches the others)."""
+        ...
+
+    def matching(self, filters: Filters) -> np.ndarray:
+        """The ids of every item ``filters`` allows, ascending."""
         ...
 
     def ids_by_key(self, keys: Sequence[str]) -> dict[str, int]:

@@ -83,14 +83,32 @@ FILTER_CASES = [
     Filters(time_from=300.0),
     Filters(cameras_in={1}, person_ids=range(6), time_to=300.0),
     Filters(cameras_in=set()),
+    Filters(key_prefix="k1"),  # k1, k10..k19
+    Filters(key_prefix="k3", cameras_in={0}),
+    Filters(metadata={"i": 7}),
+    Filters(metadata={"i": 7.0}),  # numbers compare numerically
+    Filters(metadata={"i": "7"}),  # a string never equals a number
+    Filters(metadata={"missing": 1}),
 ]
 
 
+def _metadata_passes(metadata, conditions):
+    def equal(have, want):  # strings equal strings; numbers (true and false are 1 and 0) numerically
+        if isinstance(want, str) or isinstance(have, str):
+            return have == want
+        return isinstance(have, int | float) and have == want
+
+    return all(name in metadata and equal(metadata[name], value) for name, value in conditions.items())
+
+
 def passes(item, f):
-    """Reference filter semantics, written out per field (see Filters' docstring)."""
+    """Reference filter semantics, written out per field (see Filters' docstring); items are stored at
+    one time, so insertion-time bounds are tested apart (tests/gallery/test_erasure.py)."""
     cam, pid, ts = item.camera_id, item.person_id, item.timestamp
     return (
-        (f.cameras_in is None or cam in f.cameras_in)
+        (f.key_prefix is None or (item.key is not None and item.key.startswith(f.key_prefix)))
+        and (f.metadata is None or _metadata_passes(item.metadata, f.metadata))
+        and (f.cameras_in is None or cam in f.cameras_in)
         and (cam is None or cam not in (f.cameras_not_in or set()))
         and (f.exclude_camera is None or cam != f.exclude_camera)
         and (f.person_ids is None or pid in f.person_ids)

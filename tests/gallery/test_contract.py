@@ -13,11 +13,11 @@ from reid.gallery import (
     GalleryItem,
     RerankConfig,
     k_reciprocal_rerank,
-    open_gallery,
 )
 from reid.gallery.ranking import SCORE_TIE_TOLERANCE
-from reid.gallery.registry import BACKENDS, storage_class
+from reid.gallery.registry import BACKENDS
 from reid.gallery.rerank import cosine_to_sq_euclidean
+from tests.gallery.conftest import DIM, LOCATIONS, START, open_on
 from tests.gallery.helpers import (
     FILTER_CASES,
     brute_force,
@@ -29,52 +29,9 @@ from tests.gallery.helpers import (
     unit_vectors,
 )
 
-DIM = 16
-# Where each backend keeps a test gallery; every registered backend must have an entry (and pass).
-LOCATIONS = {"faiss": lambda tmp: tmp / "gallery", "milvus": lambda tmp: str(tmp / "milvus.db")}
-NEEDS = {"milvus": "milvus_lite"}  # the optional package a backend's tests skip without
-
 
 def test_every_registered_backend_runs_this_suite():
     assert set(LOCATIONS) == set(BACKENDS)
-
-
-def _location(backend, tmp_path):
-    return LOCATIONS[backend](tmp_path)
-
-
-def _open(backend, location, **kwargs):
-    if backend in NEEDS:
-        pytest.importorskip(NEEDS[backend])
-    gallery = open_gallery(location, backend=backend, **kwargs)
-    assert type(gallery.storage) is storage_class(backend)
-    return gallery
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
-def location(backend, tmp_path):
-    return _location(backend, tmp_path)
-
-
-@pytest.fixture
-def store(backend, location):
-    """An empty 16-d gallery with fingerprint "model-a"."""
-    gallery = _open(backend, location, dim=DIM, fingerprint="model-a")
-    yield gallery
-    gallery.close()
-
-
-@pytest.fixture
-def filled(store):
-    """The store holding 40 items (see make_items), their vectors and ids."""
-    vectors = unit_vectors(40, DIM)
-    ids = store.add(make_items(vectors), fingerprint="model-a")
-    return store, vectors, np.asarray(ids)
 
 
 def test_add_get_and_count(filled):
@@ -228,15 +185,15 @@ def test_fingerprint_and_dim_mismatch_are_refused(filled, backend, location):
         store.add([GalleryItem(vector=np.ones(DIM + 1, dtype=np.float32), key="y")])
     store.close()
     with pytest.raises(ModelMismatch) as refused:
-        _open(backend, location, fingerprint="model-b")
+        open_on(backend, location, fingerprint="model-b")
     _assert_names_both_models(refused.value)
     with pytest.raises(ModelMismatch, match=f"{DIM}-d.*{DIM * 2}-d"):
-        _open(backend, location, dim=DIM * 2)
+        open_on(backend, location, dim=DIM * 2)
 
 
 def test_missing_gallery_needs_dim(backend, tmp_path):
     with pytest.raises(GalleryError, match="dim"):
-        _open(backend, _location(backend, tmp_path))
+        open_on(backend, LOCATIONS[backend](tmp_path))
 
 
 def test_reopen_keeps_items_identity_and_id_counter(filled, backend, location):
@@ -244,7 +201,7 @@ def test_reopen_keeps_items_identity_and_id_counter(filled, backend, location):
     store.delete([ids[-1]])
     store.save()
     store.close()
-    with _open(backend, location, dim=DIM, fingerprint="model-a") as again:
+    with open_on(backend, location, dim=DIM, fingerprint="model-a") as again:
         assert (again.count(), again.dim, again.fingerprint) == (39, DIM, "model-a")
         assert again.lookup(["k7"]) == [ids[7]]
         assert again.search(vectors[7:8], k=1)[0][0].id == ids[7]
@@ -273,7 +230,13 @@ def test_stats_and_export(filled, tmp_path):
         "row": 5,
         "id": int(ids[6]),
         **item_fields(
-            key="k6", person_id=1, source="/crops/6.jpg", timestamp=60.0, metadata={"i": 6}, track_id="t3"
+            key="k6",
+            person_id=1,
+            source="/crops/6.jpg",
+            timestamp=60.0,
+            metadata={"i": 6},
+            track_id="t3",
+            inserted_at=START,
         ),
     }
     assert json.loads((out / "gallery.json").read_text())["count"] == 39

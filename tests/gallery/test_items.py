@@ -9,28 +9,37 @@ from reid.errors import GalleryError
 from reid.gallery import GalleryItem, GalleryRecord, Hit
 from reid.gallery.items import (
     FIELD_NAMES,
+    INPUT_FIELDS,
+    INSERTED_FIELD,
     ITEM_FIELDS,
     KEY_FIELD,
     ItemFields,
+    StoredFields,
     check_text_lengths,
     fields_of,
     item_values,
 )
 
+INPUT_NAMES = {spec.name for spec in INPUT_FIELDS}
+
 
 def test_the_schema_is_the_declaration():
-    assert tuple(f.name for f in fields(ItemFields)) == FIELD_NAMES
+    assert tuple(f.name for f in fields(StoredFields)) == FIELD_NAMES
+    assert tuple(f.name for f in fields(ItemFields)) == tuple(spec.name for spec in INPUT_FIELDS)
     assert FIELD_NAMES[:6] == ("key", "person_id", "camera_id", "source", "timestamp", "metadata")
     assert KEY_FIELD == "key"
     assert [spec.unique for spec in ITEM_FIELDS].count(True) == 1
     assert all(spec.description for spec in ITEM_FIELDS)
+    assert [spec.name for spec in ITEM_FIELDS if spec.managed] == [INSERTED_FIELD]
 
 
 @pytest.mark.parametrize(
-    ("value_type", "extra"), [(GalleryItem, {"vector"}), (GalleryRecord, {"id", "vector"})]
+    ("value_type", "names"),
+    [(GalleryItem, {*INPUT_NAMES, "vector"}), (GalleryRecord, {*FIELD_NAMES, "id", "vector"})],
 )
-def test_value_types_carry_every_field(value_type, extra):
-    assert {f.name for f in fields(value_type)} == {*FIELD_NAMES, *extra}
+def test_value_types_carry_their_fields(value_type, names):
+    # Callers give the input fields; what the gallery returns carries the managed ones too.
+    assert {f.name for f in fields(value_type)} == names
 
 
 def test_hit_as_dict_puts_id_and_score_first():
@@ -43,13 +52,14 @@ def test_hit_as_dict_puts_id_and_score_first():
 def test_item_values_are_plain_and_complete():
     person: int = np.int64(4)  # type: ignore[assignment]  # numpy scalars come from arrays
     item = GalleryItem(vector=np.zeros(2), key="k", person_id=person, timestamp=5, metadata={"b": [1]})
-    values = item_values(item)
+    values = item_values(item, inserted_at=7)
     assert values == {
         **dict.fromkeys(FIELD_NAMES),
         "key": "k",
         "person_id": 4,
         "timestamp": 5.0,
         "metadata": {"b": [1]},
+        INSERTED_FIELD: 7.0,
     }
     assert type(values["person_id"]) is int
     assert type(values["timestamp"]) is float
@@ -67,11 +77,11 @@ def test_item_values_are_plain_and_complete():
 )
 def test_bad_field_values_are_refused_naming_the_field(item, message):
     with pytest.raises(GalleryError, match=message):
-        item_values(item)
+        item_values(item, inserted_at=0)
 
 
 def test_text_limits_count_utf8_bytes():
-    values = item_values(GalleryItem(vector=np.zeros(2), key="é" * 3))
+    values = item_values(GalleryItem(vector=np.zeros(2), key="é" * 3), inserted_at=0)
     check_text_lengths(values, {"key": 6}, "test")
     with pytest.raises(GalleryError, match="key is longer than test's 5 bytes"):
         check_text_lengths(values, {"key": 5}, "test")
@@ -84,3 +94,5 @@ def test_fields_of_takes_the_fields_a_source_has():
         path = "/x.jpg"
 
     assert fields_of(Record()) == {"key": "k", "camera_id": 2}
+    stored = GalleryRecord(id=1, vector=np.zeros(2), key="k", inserted_at=5.0)
+    assert INSERTED_FIELD not in fields_of(stored)  # a managed field never flows into a new item

@@ -11,6 +11,12 @@ the server cannot add fields (milvus-lite), old items and queries go on working,
 
 Search uses the inner-product metric; filters become Milvus boolean expressions so they are applied
 inside the index search, not after it.
+
+Deletes are tombstones until compaction rewrites the segments: :meth:`MilvusStorage.scrub` flushes and
+compacts, and a server's garbage collector removes the old segment files after its drop tolerance
+(``dataCoord.gc.dropTolerance``, 3 hours by default). A retention policy by insertion time also sets the
+collection TTL (``collection.ttl.seconds``), so a server expires items even while no reid process runs;
+milvus-lite accepts the property but does not enforce it, and the sweep does the work there.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import wraps
 from pathlib import Path
@@ -30,9 +37,10 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
 
 from reid.errors import ConfigError, GalleryError, GalleryUnavailable
-from reid.gallery.filters import Filters
-from reid.gallery.items import FIELD_NAMES, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
+from reid.gallery.filters import Filters, prefix_range
+from reid.gallery.items import FIELD_NAMES, INSERTED_FIELD, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
 from reid.gallery.registry import DEFAULT_COLLECTION, MILVUS_MAX_TOPK
+from reid.gallery.retention import RetentionPolicy
 from reid.gallery.storage import Identity, OpenRequest, SearchParams
 
 logger = logging.getLogger(__name__)
@@ -57,6 +65,8 @@ _TEXT_LIMITS = {
 # too would cost each new collection seconds on milvus-lite.
 SCALAR_INDEXED = tuple(spec.name for spec in ITEM_FIELDS if spec.unique)
 CONNECT_FAILED = 2  # pymilvus Status.CONNECT_FAILED: the client could not reach the server
+TTL_PROPERTY = "collection.ttl.seconds"
+COMPACTION_WAIT_S = 60.0  # how long scrub() waits for compaction before leaving it to the server
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -87,12 +97,18 @@ def _ints(values: Iterable[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in sorted(values)) + "]"
 
 
+def _text(value: str | Sequence[str]) -> str:
+    """A Milvus string (or list of strings) literal. milvus-lite rejects filter templates and \\u
+    escapes; JSON holding raw Unicode is a valid Milvus literal (quotes and backslashes escaped)."""
+    return json.dumps(value if isinstance(value, str) else list(value), ensure_ascii=False)
+
+
 def filter_expression(filters: Filters | None) -> str:
     """The Milvus boolean expression for ``filters`` (``""``: no restriction).
 
     Null fields fail every comparison, so ``not (camera_id in [...])`` keeps items without a camera while
-    ``camera_id in [...]``, ``person_id in [...]`` and the time bounds drop unknown values, as
-    :class:`Filters` specifies.
+    ``camera_id in [...]``, ``person_id in [...]``, the time bounds and the key prefix drop unknown
+    values, as :class:`Filters` specifies. The key prefix is a range (no ``like`` wildcards to escape).
     """
     if filters is None:
         return ""
@@ -107,6 +123,18 @@ def filter_expression(filters: Filters | None) -> str:
         terms.append(f"timestamp >= {float(filters.time_from)!r}")
     if filters.time_to is not None:
         terms.append(f"timestamp <= {float(filters.time_to)!r}")
+    if filters.inserted_from is not None:
+        terms.append(f"{INSERTED_FIELD} >= {float(filters.inserted_from)!r}")
+    if filters.inserted_to is not None:
+        terms.append(f"{INSERTED_FIELD} <= {float(filters.inserted_to)!r}")
+    if filters.key_prefix is not None:
+        low, high = prefix_range(filters.key_prefix)
+        terms.append(f"{KEY_FIELD} >= {_text(low)}")
+        if high is not None:
+            terms.append(f"{KEY_FIELD} < {_text(high)}")
+    for name, value in (filters.metadata or {}).items():
+        literal = _text(value) if isinstance(value, str) else repr(value)
+        terms.append(f'metadata["{name}"] == {literal}')
     return " and ".join(f"({term})" for term in terms)
 
 
@@ -195,6 +223,8 @@ class MilvusStorage:
             if spec.name in self._fields:
                 continue
             options = {**_field_options(spec), "nullable": True}
+            if spec.name == INSERTED_FIELD:  # old items read the time of this upgrade
+                options["default_value"] = time.time()
             try:
                 self._conn.add_collection_field(self.collection, spec.name, _DATA_TYPES[spec.kind], **options)
             except grpc.RpcError as exc:
@@ -211,8 +241,11 @@ class MilvusStorage:
         return [name for name in FIELD_NAMES if name in self._fields]
 
     def _check_storable(self, rows: Sequence[ItemValues]) -> None:
-        for name in FIELD_NAMES:
-            if name not in self._fields and any(row[name] not in (None, {}) for row in rows):
+        for spec in ITEM_FIELDS:
+            name = spec.name
+            if spec.managed or name in self._fields:  # a managed field it lacks is left out (warned)
+                continue
+            if any(row[name] not in (None, {}) for row in rows):
                 raise GalleryError(
                     f"{self.where} predates the item field {name!r} and this Milvus cannot add it; "
                     "re-index into a new collection to store it"
@@ -247,9 +280,32 @@ class MilvusStorage:
     def writable(self) -> bool:
         return True
 
+    @property
+    def audit_path(self) -> Path:
+        """Beside a milvus-lite file; for a server, in the working directory (set REID_AUDIT_LOG)."""
+        name = f"{self.collection}.audit.jsonl"
+        if "://" in self.uri:
+            return Path.cwd() / f"reid-{name}"
+        local = Path(self.uri)
+        return local.with_name(f"{local.name}.{name}")
+
     @_translated
     def record_fingerprint(self, fingerprint: str) -> None:
         self._set_properties(**{"reid.fingerprint": fingerprint})
+
+    @property
+    def retention(self) -> RetentionPolicy | None:
+        stored = self._properties.get("reid.retention")
+        return RetentionPolicy.from_json(stored) if stored else None
+
+    @_translated
+    def record_retention(self, policy: RetentionPolicy | None) -> None:
+        self._set_properties(**{"reid.retention": "" if policy is None else policy.to_json()})
+        if policy is not None and policy.by == "inserted":
+            self._set_properties(**{TTL_PROPERTY: str(max(1, round(policy.seconds)))})
+        elif TTL_PROPERTY in self._properties:
+            self._conn.drop_collection_properties(self.collection, property_keys=[TTL_PROPERTY])
+            del self._properties[TTL_PROPERTY]
 
     # --- locking --------------------------------------------------------------------------------------
 
@@ -284,20 +340,49 @@ class MilvusStorage:
 
     @_translated
     def delete(self, ids: Sequence[int]) -> None:
-        self._conn.delete(self.collection, ids=list(ids))
+        for chunk in _chunks(ids):
+            self._conn.delete(self.collection, ids=list(chunk))
+
+    @_translated
+    def scrub(self) -> None:
+        """Flush the deletes and compact them out of the segments, waiting up to
+        ``COMPACTION_WAIT_S`` (a server goes on alone; its GC then drops the old files)."""
+        self._conn.flush(self.collection)
+        job = self._conn.compact(self.collection)
+        deadline = time.monotonic() + COMPACTION_WAIT_S
+        while str(self._conn.get_compaction_state(job)) != "Completed":
+            if time.monotonic() > deadline:
+                logger.warning("%s: compaction %s still running; the server will finish it", self.where, job)
+                return
+            time.sleep(0.5)
 
     # --- reads (under reading()) ----------------------------------------------------------------------
 
     def _query(self, expression: str, fields: list[str]) -> list[dict[str, Any]]:
         return list(self._conn.query(self.collection, filter=expression, output_fields=fields))
 
+    def _check_filterable(self, filters: Filters | None) -> None:
+        if filters is None or INSERTED_FIELD in self._fields:
+            return
+        if filters.inserted_from is not None or filters.inserted_to is not None:
+            raise GalleryError(
+                f"{self.where} predates insertion times and this Milvus cannot add them: no filter or "
+                "retention by insertion time (re-index into a new collection)"
+            )
+
+    @_translated
+    def matching(self, filters: Filters) -> np.ndarray:
+        self._check_filterable(filters)
+        iterator = self._conn.query_iterator(
+            self.collection, batch_size=CHUNK, filter=filter_expression(filters), output_fields=["id"]
+        )
+        return self._drain_ids(iterator)
+
     @_translated
     def ids_by_key(self, keys: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in _chunks(sorted(set(keys))):
-            # milvus-lite rejects filter templates and \u escapes; a JSON string holding raw Unicode is
-            # a valid Milvus literal (quotes and backslashes escaped).
-            expression = f"{KEY_FIELD} in " + json.dumps(list(chunk), ensure_ascii=False)
+            expression = f"{KEY_FIELD} in {_text(chunk)}"
             found.update(
                 (row[KEY_FIELD], int(row["id"])) for row in self._query(expression, ["id", KEY_FIELD])
             )
@@ -326,7 +411,12 @@ class MilvusStorage:
 
     @_translated
     def all_ids(self) -> np.ndarray:
-        iterator = self._conn.query_iterator(self.collection, batch_size=CHUNK, output_fields=["id"])
+        return self._drain_ids(
+            self._conn.query_iterator(self.collection, batch_size=CHUNK, output_fields=["id"])
+        )
+
+    @staticmethod
+    def _drain_ids(iterator: Any) -> np.ndarray:
         ids: list[int] = []
         try:
             while batch := iterator.next():
@@ -339,6 +429,7 @@ class MilvusStorage:
     def nearest(
         self, queries: np.ndarray, k: int, filters: Filters | None, params: SearchParams | None
     ) -> tuple[np.ndarray, np.ndarray, dict[int, ItemValues]]:
+        self._check_filterable(filters)
         results = self._conn.search(
             self.collection,
             data=queries.tolist(),

@@ -2,7 +2,7 @@
 
 Ids are dense (SQLite ``AUTOINCREMENT`` from 1, never reused), so every column is an array indexed by
 id: a filter becomes a boolean mask over ids in a few vectorised numpy operations, with no SQL per
-query. The mask doubles as a FAISS ``IDSelectorBitmap``. Memory: 25 bytes per id ever allocated.
+query. The mask doubles as a FAISS ``IDSelectorBitmap``. Memory: 33 bytes per id ever allocated.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _isin(column: np.ndarray, values: Collection[int]) -> np.ndarray:
 
 
 class FilterColumns:
-    """Person, camera and timestamp per id (NaN when unknown) plus a live flag.
+    """Person, camera, capture and insertion time per id (NaN when unknown) plus a live flag.
 
     Mutated only under the store's write lock; :meth:`mask` runs under its read lock.
     """
@@ -31,6 +31,7 @@ class FilterColumns:
         self._person = np.full(size, np.nan)
         self._camera = np.full(size, np.nan)
         self._time = np.full(size, np.nan)
+        self._inserted = np.full(size, np.nan)
         self.put(data)
 
     @property
@@ -41,9 +42,9 @@ class FilterColumns:
         size = max(needed, 2 * len(self._live))
         extra = size - len(self._live)
         self._live = np.concatenate([self._live, np.zeros(extra, dtype=bool)])
-        self._person, self._camera, self._time = (
+        self._person, self._camera, self._time, self._inserted = (
             np.concatenate([column, np.full(extra, np.nan)])
-            for column in (self._person, self._camera, self._time)
+            for column in (self._person, self._camera, self._time, self._inserted)
         )
 
     def put(self, data: FilterColumnsData) -> None:
@@ -53,6 +54,7 @@ class FilterColumns:
         self._person[data.ids] = data.person_ids
         self._camera[data.ids] = data.camera_ids
         self._time[data.ids] = data.timestamps
+        self._inserted[data.ids] = data.inserted
         self._count = int(self._live.sum())
 
     def remove(self, ids: np.ndarray) -> None:
@@ -60,7 +62,8 @@ class FilterColumns:
         self._count = int(self._live.sum())
 
     def mask(self, filters: Filters | None, *, live_only: bool) -> np.ndarray | None:
-        """Allowed ids as a boolean array indexed by id, or ``None`` when everything is allowed.
+        """Allowed ids as a boolean array indexed by id, or ``None`` when everything is allowed, for
+        every condition but ``key_prefix`` and ``metadata`` (the database answers those).
 
         ``live_only`` forces a mask even without filters (an index that keeps deleted vectors).
         """
@@ -79,4 +82,8 @@ class FilterColumns:
             allowed &= self._time >= filters.time_from  # NaN compares False: dropped
         if filters.time_to is not None:
             allowed &= self._time <= filters.time_to
+        if filters.inserted_from is not None:
+            allowed &= self._inserted >= filters.inserted_from
+        if filters.inserted_to is not None:
+            allowed &= self._inserted <= filters.inserted_to
         return allowed

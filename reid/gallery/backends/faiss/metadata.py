@@ -10,7 +10,11 @@ transactions; a snapshot taken at the same ``last_seq`` needs no reconciliation.
 
 The ``items`` table has a column per field of the item schema (:mod:`reid.gallery.items`). A gallery
 written before a field was declared gains its column when it is next opened for writing (the
-migration: ``ALTER TABLE ... ADD COLUMN``; old items read the field as ``None``).
+migration: ``ALTER TABLE ... ADD COLUMN``; old items read the field as ``None``, and a managed time
+field as the time of the migration: a constant column default, so no row is rewritten).
+
+Deleted items do not linger in the file: ``secure_delete`` overwrites their cells and freed pages with
+zeros, and :meth:`MetadataDB.checkpoint` copies those pages over the database and empties the WAL.
 
 Writes go through one connection guarded by the caller's write lock; reads use one connection per
 thread (WAL readers never block each other or the writer).
@@ -22,6 +26,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from reid.errors import GalleryError, NotFound
-from reid.gallery.items import FIELD_NAMES, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
+from reid.gallery.filters import Filters, prefix_range
+from reid.gallery.items import FIELD_NAMES, INSERTED_FIELD, ITEM_FIELDS, KEY_FIELD, FieldSpec, ItemValues
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +49,9 @@ _ROW_COLUMNS = ", ".join(("id", *FIELD_NAMES))
 _JSON_FIELDS = frozenset(f.name for f in ITEM_FIELDS if f.kind == "json")
 
 
-def _column(spec: FieldSpec) -> str:
-    return f"{spec.name} {_SQL_TYPES[spec.kind]}"
+def _column(spec: FieldSpec, *, default: float | None = None) -> str:
+    column = f"{spec.name} {_SQL_TYPES[spec.kind]}"
+    return column if default is None else f"{column} DEFAULT {float(default)!r}"
 
 
 def _unique_index(spec: FieldSpec) -> str:
@@ -81,6 +88,7 @@ class FilterColumnsData:
     person_ids: np.ndarray  # float64 with NaN for "unknown" (ids beyond 2**53 are not expected)
     camera_ids: np.ndarray
     timestamps: np.ndarray
+    inserted: np.ndarray
 
 
 def _params(item_id: int, row: ItemValues, vector: np.ndarray) -> tuple[Any, ...]:
@@ -128,6 +136,7 @@ class MetadataDB:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
             raise GalleryError(f"cannot open gallery database {self.path}: {exc}") from exc
@@ -181,9 +190,11 @@ class MetadataDB:
                 f"gallery {self.path.parent} predates the item fields {names}; open it once for writing to "
                 "migrate it"
             )
+        now = time.time()
         with self._transaction() as conn:
             for spec in missing:
-                conn.execute(f"ALTER TABLE items ADD COLUMN {_column(spec)}")
+                default = now if spec.name == INSERTED_FIELD else None
+                conn.execute(f"ALTER TABLE items ADD COLUMN {_column(spec, default=default)}")
                 if spec.unique:
                     conn.execute(_unique_index(spec))
         logger.info("gallery %s: added item fields %s", self.path.parent, names)
@@ -226,6 +237,17 @@ class MetadataDB:
             conn.execute("UPDATE meta SET value = ? WHERE name = 'fingerprint'", (json.dumps(fingerprint),))
         self.meta = self._read_meta()
 
+    def setting(self, name: str) -> str | None:
+        """A gallery setting kept in the meta table (``retention``), ``None`` when unset."""
+        row = self._reader().execute("SELECT value FROM meta WHERE name = ?", (f"setting.{name}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_setting(self, name: str, value: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM meta WHERE name = ?", (f"setting.{name}",))
+            if value is not None:
+                conn.execute("INSERT INTO meta (name, value) VALUES (?, ?)", (f"setting.{name}", value))
+
     @staticmethod
     def _bump_seq(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'last_seq'")
@@ -261,6 +283,19 @@ class MetadataDB:
             for chunk in _chunks(ids):
                 conn.execute(f"DELETE FROM items WHERE id IN ({_placeholders(len(chunk))})", chunk)
             self._bump_seq(conn)
+
+    def checkpoint(self) -> None:
+        """Copy every committed page (deleted content zeroed) into the database file and empty the WAL,
+        so no deleted item stays readable in either file. Caller holds the write lock: no read is in
+        flight, and the idle read connections are closed so none can pin an old WAL frame."""
+        with self._readers_lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for conn in readers:
+            conn.close()
+        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise GalleryError(f"gallery {self.path.parent}: a reader blocked the WAL checkpoint; retry")
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -332,14 +367,38 @@ class MetadataDB:
                 yield np.array([r[0] for r in batch], dtype=np.int64), self._decode([r[1] for r in batch])
 
     def filter_columns(self) -> FilterColumnsData:
-        rows = self._reader().execute("SELECT id, person_id, camera_id, timestamp FROM items").fetchall()
-        table = np.array(rows, dtype=np.float64).reshape(len(rows), 4)  # None becomes NaN
+        sql = f"SELECT id, person_id, camera_id, timestamp, {INSERTED_FIELD} FROM items"
+        rows = self._reader().execute(sql).fetchall()
+        table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)  # None becomes NaN
         return FilterColumnsData(
             ids=table[:, 0].astype(np.int64),
             person_ids=table[:, 1],
             camera_ids=table[:, 2],
             timestamps=table[:, 3],
+            inserted=table[:, 4],
         )
+
+    def ids_matching_text(self, filters: Filters) -> np.ndarray:
+        """The ids whose key and metadata pass ``filters``' ``key_prefix`` and ``metadata`` conditions
+        (the others are the in-memory columns' job), ascending."""
+        terms: list[str] = []
+        params: list[Any] = []
+        if filters.key_prefix is not None:
+            low, high = prefix_range(filters.key_prefix)
+            terms.append(f"{KEY_FIELD} >= ?")  # the key's unique index answers the range
+            params.append(low)
+            if high is not None:
+                terms.append(f"{KEY_FIELD} < ?")
+                params.append(high)
+        for name, value in (filters.metadata or {}).items():
+            path = f'$."{name}"'  # names are restricted to letters, digits, '_' and '-' (MetadataMatch)
+            # As in Milvus: strings equal strings, numbers compare numerically, true and false are 1 and 0.
+            kinds = "('text')" if isinstance(value, str) else "('integer', 'real', 'true', 'false')"
+            terms.append(f"json_type(metadata, ?) IN {kinds} AND json_extract(metadata, ?) = ?")
+            params.extend((path, path, value))
+        where = " AND ".join(terms) if terms else "1"
+        rows = self._reader().execute(f"SELECT id FROM items WHERE {where} ORDER BY id", params).fetchall()
+        return np.array([row[0] for row in rows], dtype=np.int64)
 
     def close(self) -> None:
         with self._readers_lock:

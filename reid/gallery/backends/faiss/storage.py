@@ -5,6 +5,7 @@ A gallery is a directory::
     gallery.sqlite   items, their float32 vectors, the gallery's identity (WAL mode, synchronous=FULL)
     index.snapshot   the FAISS index as of ``seq`` (written atomically; may lag behind the database)
     gallery.lock     flock: one writer process, or any number of read-only ones
+    audit.jsonl      the audit log (:mod:`reid.gallery.audit`)
 
 Every write commits to SQLite first (durable when the call returns) and then updates the in-memory
 index. On open, an index snapshot taken at the database's current ``last_seq`` is used as is; otherwise
@@ -17,6 +18,10 @@ with exactly the database's items.
 Snapshots are taken on :meth:`FaissStorage.save`, on close, and automatically once the writes since
 the last one reach ``max(10 000, 25 % of the gallery)``: snapshot I/O stays proportional to the writes
 and a reopen never replays more than about a quarter of the gallery.
+
+:meth:`FaissStorage.scrub` (after an erasure) leaves no deleted vector readable in these files: the
+database's deleted cells are zeroed (``secure_delete``) and checkpointed, an index kind that cannot remove
+vectors (HNSW) is rebuilt without them, and the snapshot is rewritten.
 
 Concurrency: searches run in parallel under a readers-writer lock (:meth:`FaissStorage.reading`),
 writes one at a time (:meth:`FaissStorage.writing`). An upsert gives replaced items a new id (ids are
@@ -45,7 +50,8 @@ from reid.gallery.backends.faiss.params import FaissSearchParams
 from reid.gallery.backends.faiss.rwlock import ReadWriteLock
 from reid.gallery.backends.faiss.snapshot import read_snapshot, write_snapshot
 from reid.gallery.filters import Filters
-from reid.gallery.items import ItemValues
+from reid.gallery.items import INSERTED_FIELD, ItemValues
+from reid.gallery.retention import RetentionPolicy
 from reid.gallery.storage import Identity, OpenRequest, SearchParams
 from reid.gallery.vectors import as_unit_matrix
 
@@ -54,6 +60,7 @@ logger = logging.getLogger(__name__)
 DB_FILE = "gallery.sqlite"
 SNAPSHOT_FILE = "index.snapshot"
 LOCK_FILE = "gallery.lock"
+AUDIT_FILE = "audit.jsonl"
 DEFAULT_INDEX = "Flat"
 AUTOSAVE_MIN = 10_000
 AUTOSAVE_FRACTION = 0.25
@@ -80,6 +87,7 @@ def _columns_of(ids: Sequence[int], rows: Sequence[ItemValues]) -> FilterColumns
         person_ids=column("person_id"),
         camera_ids=column("camera_id"),
         timestamps=column("timestamp"),
+        inserted=column(INSERTED_FIELD),
     )
 
 
@@ -107,6 +115,7 @@ class FaissStorage:
         snapshot_seq: int | None,
         unsaved: int,
         defaults: FaissSearchParams,
+        use_gpu: bool | None,
     ) -> None:
         self.path = path
         self.read_only = read_only
@@ -117,6 +126,7 @@ class FaissStorage:
         self._autosave = autosave
         self._snapshot_seq = snapshot_seq
         self._defaults = defaults
+        self._use_gpu = use_gpu
         self._unsaved = unsaved  # writes (items added or removed) the snapshot lacks
         self._lock = ReadWriteLock()
         self._save_lock = threading.Lock()
@@ -184,6 +194,7 @@ class FaissStorage:
             snapshot_seq=snapshot_seq,
             unsaved=unsaved,
             defaults=defaults,
+            use_gpu=use_gpu,
         )
 
     # --- identity -------------------------------------------------------------------------------------
@@ -202,8 +213,20 @@ class FaissStorage:
     def writable(self) -> bool:
         return not self.read_only
 
+    @property
+    def audit_path(self) -> Path:
+        return self.path / AUDIT_FILE
+
     def record_fingerprint(self, fingerprint: str) -> None:
         self._db.record_fingerprint(fingerprint)
+
+    @property
+    def retention(self) -> RetentionPolicy | None:
+        stored = self._db.setting("retention")
+        return None if stored is None else RetentionPolicy.from_json(stored)
+
+    def record_retention(self, policy: RetentionPolicy | None) -> None:
+        self._db.record_setting("retention", None if policy is None else policy.to_json())
 
     # --- locking --------------------------------------------------------------------------------------
 
@@ -246,6 +269,18 @@ class FaissStorage:
         self._columns.remove(np.asarray(ids))
         self._unsaved += len(ids)
 
+    def scrub(self) -> None:
+        """Make the deleted items unreadable in the gallery's files now (see the module docstring)."""
+        if self._index.ntotal != self._columns.live_count:  # a kind that kept deleted vectors
+            meta = self._db.meta
+            index = VectorIndex(meta.index, meta.dim, train_size=meta.train_size)
+            _replay(index, self._db, None, self.path)
+            index.use_gpu(self._use_gpu)
+            self._index = index
+        self._db.checkpoint()
+        # Under the write lock no one else can hold the read lock a snapshot needs: no _save_lock here.
+        self._write_snapshot()
+
     def train(self, sample: np.ndarray) -> None:
         """Train a trainable index on ``sample`` (unit vectors) now instead of on the first
         ``train_size`` added vectors. A rebuild from the database (lost snapshot) trains on those."""
@@ -271,12 +306,27 @@ class FaissStorage:
     def all_ids(self) -> np.ndarray:
         return self._db.all_ids()
 
+    def _allowed(self, filters: Filters | None, *, live_only: bool) -> np.ndarray | None:
+        """The filter as a boolean mask over ids (``None``: everything allowed)."""
+        allowed = self._columns.mask(filters, live_only=live_only)
+        if filters is not None and (filters.key_prefix is not None or filters.metadata is not None):
+            assert allowed is not None  # the filter is not empty
+            passing = np.zeros_like(allowed)
+            passing[self._db.ids_matching_text(filters)] = True
+            allowed &= passing
+        return allowed
+
+    def matching(self, filters: Filters) -> np.ndarray:
+        allowed = self._allowed(filters, live_only=True)
+        assert allowed is not None
+        return np.flatnonzero(allowed).astype(np.int64)
+
     def nearest(
         self, queries: np.ndarray, k: int, filters: Filters | None, params: SearchParams | None
     ) -> tuple[np.ndarray, np.ndarray, dict[int, ItemValues]]:
         knobs = params if isinstance(params, FaissSearchParams) else FaissSearchParams()
         keeps_deleted = self._index.ntotal != self._columns.live_count
-        allowed = self._columns.mask(filters, live_only=keeps_deleted)
+        allowed = self._allowed(filters, live_only=keeps_deleted)
         scores, ids = self._index.search(queries, k, allowed=allowed, knobs=knobs.over(self._defaults))
         return scores, ids, {}
 
@@ -293,7 +343,7 @@ class FaissStorage:
     # --- persistence ----------------------------------------------------------------------------------
 
     def _write_snapshot(self) -> None:
-        """Caller holds the read or write lock (no write in flight) and ``_save_lock``."""
+        """Caller holds the write lock, or the read lock (no write in flight) and ``_save_lock``."""
         seq, meta = self._db.last_seq, self._db.meta
         header = {
             "format": SNAPSHOT_FORMAT,
@@ -352,6 +402,16 @@ def _check_configuration(db: MetadataDB, *, index: str | None, train_size: int |
         raise GalleryError(f"gallery {db.path.parent} uses train_size {meta.train_size}, not {train_size}")
 
 
+def _replay(index: VectorIndex, db: MetadataDB, ids: np.ndarray | None, path: Path) -> None:
+    """Add the stored vectors of ``ids`` (``None``: every item) to ``index``."""
+    total = len(ids) if ids is not None else db.count()
+    logger.info("gallery %s: adding %d stored vectors to the index", path, total)
+    with tqdm(total=total, desc="replay", unit="vec", disable=None) as bar:
+        for batch_ids, vectors in db.iter_vectors(ids=ids):
+            index.add(vectors, batch_ids)
+            bar.update(len(batch_ids))
+
+
 def _load_index(path: Path, db: MetadataDB) -> tuple[VectorIndex, int | None, FilterColumnsData, int]:
     """The index for the database's current state: the snapshot, reconciled when it lags.
 
@@ -386,11 +446,6 @@ def _load_index(path: Path, db: MetadataDB) -> tuple[VectorIndex, int | None, Fi
         index.remove(dead)
     missing = np.setdiff1d(columns.ids, stored, assume_unique=True)
     if len(missing):
-        logger.info("gallery %s: adding %d vectors the index snapshot lacks", path, len(missing))
-        batches = db.iter_vectors(ids=None if not len(stored) else missing)
-        with tqdm(total=len(missing), desc="replay", unit="vec", disable=None) as bar:
-            for ids, vectors in batches:
-                index.add(vectors, ids)
-                bar.update(len(ids))
+        _replay(index, db, None if not len(stored) else missing, path)
     stale = header is not None or len(columns.ids) > 0
     return index, None, columns, max(len(dead) + len(missing), int(stale))

@@ -8,13 +8,15 @@ NAN = np.nan
 
 
 def _columns():
-    # ids 1..5: camera 1, 2, None, 1, 3; person 7, 7, 8, None, 9; timestamp 10, None, 30, 40, 50
+    # ids 1..5: camera 1, 2, None, 1, 3; person 7, 7, 8, None, 9; timestamp 10, None, 30, 40, 50;
+    # inserted 100, 200, 300, None (a migrated row reads its default; None here tests the rule), 500
     return FilterColumns(
         FilterColumnsData(
             ids=np.array([1, 2, 3, 4, 5]),
             person_ids=np.array([7, 7, 8, NAN, 9]),
             camera_ids=np.array([1, 2, NAN, 1, 3]),
             timestamps=np.array([10, NAN, 30, 40, 50]),
+            inserted=np.array([100, 200, 300, NAN, 500]),
         )
     )
 
@@ -42,6 +44,8 @@ def test_each_condition():
     assert _allowed(columns, Filters(time_from=30)) == [3, 4, 5]  # inclusive, unknown time dropped
     assert _allowed(columns, Filters(time_to=30)) == [1, 3]
     assert _allowed(columns, Filters(cameras_in={1}, time_from=20)) == [4]
+    assert _allowed(columns, Filters(inserted_from=200)) == [2, 3, 5]  # inclusive, unknown dropped
+    assert _allowed(columns, Filters(inserted_to=300)) == [1, 2, 3]
 
 
 def test_deleted_ids_never_pass_and_columns_grow():
@@ -54,6 +58,7 @@ def test_deleted_ids_never_pass_and_columns_grow():
             person_ids=np.array([7.0]),
             camera_ids=np.array([NAN]),
             timestamps=np.array([NAN]),
+            inserted=np.array([NAN]),
         )
     )
     assert _allowed(columns, Filters(person_ids={7})) == [2, 1000]

@@ -1,4 +1,5 @@
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from tests.gallery.helpers import item_fields, make_items, unit_vectors
 
 
 def _rows(vectors, prefix="k"):
-    return [item_values(item) for item in make_items(vectors, prefix=prefix)]
+    return [item_values(item, inserted_at=1000.0) for item in make_items(vectors, prefix=prefix)]
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_rows_vectors_and_filter_columns(db):
     db.insert(_rows(vectors), vectors, [])
     rows = db.rows([2, 4, 77])
     assert sorted(rows) == [2, 4]
-    assert rows[2] == item_values(make_items(vectors)[1])
+    assert rows[2] == item_values(make_items(vectors)[1], inserted_at=1000.0)
     np.testing.assert_array_equal(db.vectors([4, 1]), vectors[[3, 0]])
     with pytest.raises(NotFound, match="77"):
         db.vectors([1, 77])
@@ -81,10 +82,22 @@ def test_read_only_refuses_writes(db):
 def test_a_database_written_before_the_item_schema_reads_as_is(tmp_path, write_v1_database):
     vectors = unit_vectors(3, 8)
     write_v1_database(tmp_path / "g.sqlite", vectors)
+    before = time.time()
     db = MetadataDB(tmp_path / "g.sqlite")
-    assert db.rows([2])[2] == item_fields(
-        key="k1", person_id=1, camera_id=1, source="/crops/1.jpg", timestamp=10.0, metadata={"i": 1}
+    row = db.rows([2])[2]
+    assert row == item_fields(
+        key="k1",
+        person_id=1,
+        camera_id=1,
+        source="/crops/1.jpg",
+        timestamp=10.0,
+        metadata={"i": 1},
+        inserted_at=row["inserted_at"],
     )
+    # Items stored before insertion times were recorded read the time of the migration, not unknown:
+    # retention counts from the upgrade.
+    assert before <= row["inserted_at"] <= time.time()
+    assert db.rows([1])[1]["inserted_at"] == row["inserted_at"]
     assert db.insert(_rows(vectors[:1], prefix="new"), vectors[:1], [1]) == [4]
     db.close()
 

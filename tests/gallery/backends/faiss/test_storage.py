@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,8 +257,10 @@ def test_export(filled, tmp_path):
             timestamp=10.0,
             metadata={"i": 1},
             track_id="t0",
+            inserted_at=lines[0]["inserted_at"],
         ),
     }
+    assert abs(lines[0]["inserted_at"] - time.time()) < 600
     summary = json.loads((out / "gallery.json").read_text())
     assert summary == {"dim": 16, "fingerprint": "model-a", "index": "Flat", "count": 119}
     with pytest.raises(GalleryError, match="already exists"):
