@@ -443,3 +443,49 @@ def test_a_gallery_written_before_the_item_schema_opens_and_migrates(gallery_dir
         assert gallery.get([new_id])[0].source == "/crops/0.jpg"
     with open_gallery(gallery_dir, read_only=True) as gallery:
         assert gallery.count() == 6
+
+
+# --- erasure leaves no bytes behind -------------------------------------------------------------------
+
+
+def _gallery_bytes(path):
+    return b"".join(f.read_bytes() for f in sorted(path.iterdir()) if f.is_file())
+
+
+def _pieces(vector, size=256):
+    """A vector's float32 bytes in pieces: SQLite splits a large one over a page and overflow pages."""
+    data = vector.astype("<f4").tobytes()
+    return [data[start : start + size] for start in range(0, len(data), size)]
+
+
+def _found(vector, raw):
+    """How many of the vector's pieces ``raw`` holds (the ones straddling a page break never match)."""
+    return sum(piece in raw for piece in _pieces(vector))
+
+
+@pytest.mark.parametrize(
+    ("factory", "train_size"),
+    [("Flat", None), ("HNSW8", None), ("IVF2,Flat", 16)],  # removes in place / keeps deleted / trained lists
+)
+def test_erased_vectors_are_gone_from_the_files_after_a_restart(tmp_path, factory, train_size):
+    # 1024-d float32 vectors are 4 KiB: each spills into SQLite overflow pages, as real 2048-d ones do.
+    vectors = unit_vectors(40, 1024, seed=7)
+    doomed = [8, 9, 10, 11]  # person 2 (see make_items)
+    path = tmp_path / "g"
+    with open_gallery(path, dim=1024, index=factory, train_size=train_size) as gallery:
+        gallery.add(make_items(vectors))
+    # Closed: the items are in the database file itself (checkpointed) and in the snapshot.
+    database, snapshot = (path / "gallery.sqlite").read_bytes(), (path / SNAPSHOT_FILE).read_bytes()
+    for i in doomed:  # the scan can see them
+        assert _found(vectors[i], database) >= len(_pieces(vectors[i])) - 2
+        assert vectors[i].astype("<f4").tobytes() in snapshot
+    with open_gallery(path) as gallery:
+        assert gallery.erase(Filters(person_ids={2})).erased == 4
+        raw = _gallery_bytes(path)  # gone when erase returns, not only once the gallery closes
+        assert [_found(vectors[i], raw) for i in doomed] == [0] * len(doomed)
+    with open_gallery(path) as gallery:  # a restart: what is on disk is all there is
+        assert gallery.count() == 36
+        assert not {hit.key for hit in gallery.search(vectors[doomed], k=5)[0]} & {"k8", "k9", "k10", "k11"}
+    raw = _gallery_bytes(path)
+    assert [_found(vectors[i], raw) for i in doomed] == [0] * len(doomed)
+    assert _found(vectors[0], (path / "gallery.sqlite").read_bytes()) >= len(_pieces(vectors[0])) - 2
