@@ -12,7 +12,7 @@ from app.inference import EmbeddingService
 from app.security import Credential, Scope
 from app.settings import Settings
 from app.state import ServiceState
-from reid.gallery import GalleryStore
+from reid.gallery import Actor, GalleryStore
 
 
 async def get_service(request: Request) -> ServiceState:
@@ -80,7 +80,17 @@ async def _ops_access(service: Service, request: Request, bearer: Bearer, header
         _authenticate(service, request, bearer, header)
 
 
+async def get_caller(request: Request) -> Actor:
+    """Who is calling, for the audit log: the endpoint and the key's name (the route's access dependency
+    ran first and named it)."""
+    path = getattr(request.scope.get("route"), "path", request.url.path)
+    return Actor(via=f"{request.method} {path}", key=getattr(request.state, "key_name", None))
+
+
+Caller = Annotated[Actor, Depends(get_caller)]
+
 EmbedAccess = require("embed")
 SearchAccess = require("search")
 WriteAccess = require("write")
+AdminAccess = require("admin")
 OpsAccess = Depends(_ops_access)  # /info, /metrics: any key, with REID_PROTECT_OPS

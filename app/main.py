@@ -1,8 +1,9 @@
 """``create_app(settings)``: the FastAPI application and its lifespan.
 
 Start-up happens in a background task so the server answers ``/healthz`` while the weights load:
-load the extractor, warm it up (one forward per batch shape), open the gallery, start the dynamic
-batcher; only then does ``/readyz`` turn 200. Shutdown undoes it in reverse order.
+load the extractor, warm it up (one forward per batch shape), open the gallery (which applies its
+retention policies), start the dynamic batcher and the periodic retention sweep; only then does
+``/readyz`` turn 200. Shutdown undoes it in reverse order.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.state import Phase, ServiceState
 from reid import __version__
 from reid.batching import DynamicBatcher
 from reid.engine import Extractor, load_extractor
+from reid.gallery import Actor, GalleryStore
 from reid.telemetry import Metrics
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,26 @@ DESCRIPTION = """Person re-identification: embed person crops, search and manage
 
 Image endpoints take JSON (base64 images) or multipart/form-data (files in `images` parts).
 Errors are `{"error": code, "detail": message}`."""
+
+
+async def sweep_periodically(gallery: GalleryStore, every_s: float) -> None:
+    """Apply the gallery's retention policies every ``every_s`` seconds until cancelled."""
+    actor = Actor(via="retention (periodic)")
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            erasure = await asyncio.to_thread(gallery.sweep, actor=actor)
+        except Exception:  # the next sweep tries again; the service keeps serving
+            logger.exception("retention sweep failed")
+            continue
+        if erasure.erased:
+            logger.info("retention: erased %d expired item(s)", erasure.erased)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def start_service(
@@ -64,8 +86,17 @@ async def start_service(
         spec = settings.gallery_spec()
         if spec is not None:
             step = f"opening gallery {spec}"
-            gallery = await asyncio.to_thread(spec.open, dim=extractor.dim, fingerprint=extractor.fingerprint)
+            gallery = await asyncio.to_thread(
+                spec.open,
+                dim=extractor.dim,
+                fingerprint=extractor.fingerprint,
+                store=settings.store_options(),
+            )
             cleanup.callback(gallery.close)
+            sweeper = asyncio.get_running_loop().create_task(
+                sweep_periodically(gallery, settings.retention_interval_s)
+            )
+            cleanup.push_async_callback(_cancel, sweeper)  # before the gallery closes
         step = "starting the batcher"
         batcher = DynamicBatcher(
             extractor,

@@ -12,10 +12,21 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Json, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    create_model,
+    model_validator,
+)
 
 from reid.gallery import Filters
-from reid.gallery.items import ITEM_FIELDS, KEY_FIELD, FieldSpec
+from reid.gallery.items import INPUT_FIELDS, ITEM_FIELDS, KEY_FIELD, FieldSpec
 
 INT64_MAX = 2**63 - 1
 MAX_K = 1000
@@ -64,11 +75,14 @@ def _api_field(spec: FieldSpec) -> tuple[Any, Any]:
     return value | None, Field(default=None, description=spec.description)
 
 
-def _item_model(name: str, base: type[BaseModel], **leading: Any) -> type[BaseModel]:
-    """A model holding ``leading`` fields then the item fields of ``reid.gallery.items`` (declared once
-    there), to subclass. Built at import time, so mypy cannot follow it: the subclasses carry
-    ``type: ignore[misc]`` and their fields are typed ``Any`` to it."""
-    fields_: dict[str, Any] = {**leading, **{spec.name: _api_field(spec) for spec in ITEM_FIELDS}}
+def _item_model(
+    name: str, base: type[BaseModel], specs: Sequence[FieldSpec] = ITEM_FIELDS, **leading: Any
+) -> type[BaseModel]:
+    """A model holding ``leading`` fields then the item fields ``specs`` of ``reid.gallery.items``
+    (declared once there; default: all, the managed ones included), to subclass. Built at import time,
+    so mypy cannot follow it: the subclasses carry ``type: ignore[misc]`` and their fields are typed
+    ``Any`` to it."""
+    fields_: dict[str, Any] = {**leading, **{spec.name: _api_field(spec) for spec in specs}}
     return create_model(name, __base__=base, **fields_)
 
 
@@ -212,7 +226,44 @@ RENAMED_FILTERS = {"cameras": "cameras_in", "exclude_cameras": "cameras_not_in"}
 GroupBy = Literal["track_id", "person_id"]
 
 
-class SearchOptions(TrackOptions):
+# Strict: JSON true must not turn into 1 (a condition on a boolean is refused, not guessed).
+MetadataCondition = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+
+
+class FilterFields(_Strict):
+    """The filter vocabulary of :class:`reid.gallery.Filters` (one with the library and the CLI); every
+    condition given must hold."""
+
+    cameras_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_in"))
+    cameras_not_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_not_in"))
+    person_ids: list[Int64] | None = Field(default=None, description=_filter_help("person_ids"))
+    exclude_camera: Int64 | None = Field(default=None, description=_filter_help("exclude_camera"))
+    time_from: FiniteFloat | None = Field(default=None, description=_filter_help("time_from"))
+    time_to: FiniteFloat | None = Field(default=None, description=_filter_help("time_to"))
+    key_prefix: str | None = Field(
+        default=None, min_length=1, max_length=MAX_KEY_CHARS, description=_filter_help("key_prefix")
+    )
+    inserted_from: FiniteFloat | None = Field(default=None, description=_filter_help("inserted_from"))
+    inserted_to: FiniteFloat | None = Field(default=None, description=_filter_help("inserted_to"))
+    metadata: dict[str, MetadataCondition] | None = Field(default=None, description=_filter_help("metadata"))
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FilterFields:
+        for low, high in (("time_from", "time_to"), ("inserted_from", "inserted_to")):
+            start, end = getattr(self, low), getattr(self, high)
+            if start is not None and end is not None and start > end:
+                raise ValueError(f"{low} ({start}) is after {high} ({end})")
+        return self
+
+    def filter_values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(Filters)}
+
+    def filters(self) -> Filters | None:
+        filters = Filters(**self.filter_values())
+        return None if filters.is_empty else filters
+
+
+class SearchOptions(TrackOptions, FilterFields):
     """Search options; the filter fields are :class:`reid.gallery.Filters`' (one vocabulary with the
     library and the CLI)."""
 
@@ -226,12 +277,6 @@ class SearchOptions(TrackOptions):
         "its best-scoring crop (after filters and re-ranking)",
     )
     min_score: FiniteFloat | None = Field(default=None, description="drop hits scoring below this")
-    cameras_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_in"))
-    cameras_not_in: list[Int64] | None = Field(default=None, description=_filter_help("cameras_not_in"))
-    person_ids: list[Int64] | None = Field(default=None, description=_filter_help("person_ids"))
-    exclude_camera: Int64 | None = Field(default=None, description=_filter_help("exclude_camera"))
-    time_from: FiniteFloat | None = Field(default=None, description=_filter_help("time_from"))
-    time_to: FiniteFloat | None = Field(default=None, description=_filter_help("time_to"))
     # Deprecated names, still accepted.
     cameras: list[Int64] | None = _deprecated("cameras_in")
     exclude_cameras: list[Int64] | None = _deprecated("cameras_not_in")
@@ -240,8 +285,6 @@ class SearchOptions(TrackOptions):
 
     @model_validator(mode="after")
     def _coherent(self) -> SearchOptions:
-        if self.time_from is not None and self.time_to is not None and self.time_from > self.time_to:
-            raise ValueError(f"time_from ({self.time_from}) is after time_to ({self.time_to})")
         for old, new in {**RENAMED_FILTERS, "exclude_same_camera": "exclude_camera"}.items():
             if getattr(self, old) not in (None, False) and getattr(self, new) is not None:
                 raise ValueError(f"give {new} or its deprecated form {old}, not both")
@@ -249,15 +292,14 @@ class SearchOptions(TrackOptions):
             raise ValueError("exclude_same_camera needs query_camera")
         return self
 
-    def filters(self) -> Filters | None:
-        values = {f.name: getattr(self, f.name) for f in fields(Filters)}
+    def filter_values(self) -> dict[str, Any]:
+        values = super().filter_values()
         for old, new in RENAMED_FILTERS.items():
             if getattr(self, old) is not None:
                 values[new] = getattr(self, old)
         if self.exclude_same_camera:
             values["exclude_camera"] = self.query_camera
-        filters = Filters(**values)
-        return None if filters.is_empty else filters
+        return values
 
 
 class SearchRequest(SearchOptions):
@@ -352,8 +394,8 @@ class SearchResponse(BaseModel):
 # --- /gallery ------------------------------------------------------------------------------------
 
 
-class ItemFields(_item_model("ItemFieldsBase", _Strict)):  # type: ignore[misc]
-    """The fields of an item to store: those of ``reid.gallery.items``, each optional."""
+class ItemFields(_item_model("ItemFieldsBase", _Strict, INPUT_FIELDS)):  # type: ignore[misc]
+    """The fields of an item to store: those of ``reid.gallery.items`` a caller gives, each optional."""
 
 
 class GalleryItemIn(ItemFields):
@@ -436,6 +478,32 @@ class GalleryItemOut(_item_model("GalleryItemOutFields", BaseModel, id=(int, ...
     )
 
 
+class EraseRequest(FilterFields):
+    """Erase every item the filter matches (at least one condition)."""
+
+    dry_run: bool = Field(default=False, description="count the matching items and erase nothing")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"person_ids": [17], "dry_run": True},
+                {"cameras_in": [3], "time_to": 1718000000.0},
+                {"key_prefix": "site-a/", "metadata": {"zone": "entrance"}},
+            ]
+        }
+    )
+
+
+class ErasureResponse(BaseModel):
+    matched: int = Field(description="items the filter matched")
+    erased: int = Field(description="items erased (0 on a dry run); their bytes are gone from the files")
+    dry_run: bool
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"matched": 12, "erased": 12, "dry_run": False}]}
+    )
+
+
 class DeleteResponse(BaseModel):
     id: int
     deleted: bool
@@ -457,6 +525,7 @@ GALLERY_STATS_EXAMPLE = {
         "last_seq": 12936,
         "snapshot_seq": 12936,
     },
+    "retention": [{"days": 30, "by": "inserted"}],
 }
 
 

@@ -12,7 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.security import ApiKeySpec, KeyRing, key_ring, read_secret_file
 from reid.engine import DEFAULT_WEIGHTS_DIR, Dtype, EngineOptions, RuntimeChoice, default_weights
-from reid.gallery import DEFAULT_COLLECTION, MILVUS_MAX_TOPK, Backend, GallerySpec
+from reid.gallery import (
+    DEFAULT_COLLECTION,
+    MILVUS_MAX_TOPK,
+    Backend,
+    GallerySpec,
+    RetentionPolicy,
+    StoreOptions,
+)
+from reid.gallery.retention import RetentionClock
 from reid.zoo.options import ZooOptions
 
 MiB = 1024 * 1024
@@ -121,9 +129,41 @@ class Settings(BaseSettings):
     protect_ops: bool = Field(
         default=False, description="/info and /metrics need a key too (any scope); /healthz, /readyz never"
     )
+    # --- privacy ----------------------------------------------------------------------------------
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="erase items older than this many days, at start and every REID_RETENTION_INTERVAL_S; "
+        "a policy kept with the gallery (reid gallery retention) applies too; '' none",
+    )
+    retention_by: RetentionClock = Field(
+        default="inserted",
+        description="retention counts from when an item was stored (inserted) or taken (captured: its "
+        "timestamp; items without one count from when they were stored)",
+    )
+    retention_interval_s: float = Field(
+        default=3600, gt=0, description="how often the running service applies retention"
+    )
+    audit_log: Path | None = Field(
+        default=None,
+        description="the audit log (JSON lines); default: audit.jsonl in the FAISS gallery folder, beside a "
+        "milvus-lite file, or reid-<collection>.audit.jsonl in the working directory for a Milvus server",
+    )
+    audit_searches: bool = Field(
+        default=False, description="log every search too (key name, filter, k; never images or vectors)"
+    )
 
     @field_validator(
-        "weights", "home", "zoo_file", "gallery_dir", "milvus_uri", "match_fmr", "api_key_file", mode="before"
+        "weights",
+        "home",
+        "zoo_file",
+        "gallery_dir",
+        "milvus_uri",
+        "match_fmr",
+        "api_key_file",
+        "retention_days",
+        "audit_log",
+        mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -173,6 +213,13 @@ class Settings(BaseSettings):
                 self.milvus_uri, backend="milvus", collection=self.milvus_collection, index=self.index
             )
         return GallerySpec(self.gallery_dir, index=self.index) if self.gallery_dir is not None else None
+
+    def store_options(self) -> StoreOptions:
+        """How the service's gallery audits and retains."""
+        retention = None
+        if self.retention_days is not None:
+            retention = RetentionPolicy(days=self.retention_days, by=self.retention_by)
+        return StoreOptions(audit_log=self.audit_log, audit_searches=self.audit_searches, retention=retention)
 
     def weights_source(self) -> str | None:
         """The weights to load: REID_WEIGHTS when it was given (a missing path is then an error), else the

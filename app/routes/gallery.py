@@ -1,4 +1,5 @@
-"""Gallery endpoints: add (upsert by key), get, delete, stats. Writes need the API key when one is set."""
+"""Gallery endpoints: add (upsert by key), get, delete, erase by filter, stats. Once API keys are set,
+reads need the ``search`` scope, writes ``write`` and erasure ``admin``; every write is audited."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
-from app.deps import Embedder, Gallery, SearchAccess, WriteAccess
+from app.deps import AdminAccess, Caller, Embedder, Gallery, SearchAccess, WriteAccess
 from app.inference import ImageInput
 from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS, KEY_ERRORS
@@ -20,13 +21,15 @@ from app.schemas import (
     GALLERY_STATS_EXAMPLE,
     INT64_MAX,
     DeleteResponse,
+    EraseRequest,
+    ErasureResponse,
     GalleryAddRequest,
     GalleryAddResponse,
     GalleryForm,
     GalleryItemOut,
     ItemFields,
 )
-from reid.gallery import GalleryItem, GalleryStats, GalleryStore
+from reid.gallery import Actor, Filters, GalleryItem, GalleryStats, GalleryStore
 from reid.gallery.items import fields_of
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
@@ -48,7 +51,7 @@ async def read_items(request: Request) -> tuple[list[ImageInput], list[ItemField
     return list(form.images), named
 
 
-def store(gallery: GalleryStore, items: Sequence[GalleryItem], fingerprint: str) -> list[int]:
+def store(gallery: GalleryStore, items: Sequence[GalleryItem], fingerprint: str, actor: Actor) -> list[int]:
     """Items with a key are upserted, the others added; ids come back in request order."""
     keyed = [i for i, item in enumerate(items) if item.key is not None]
     plain = [i for i, item in enumerate(items) if item.key is None]
@@ -56,7 +59,9 @@ def store(gallery: GalleryStore, items: Sequence[GalleryItem], fingerprint: str)
     for positions, write in ((keyed, gallery.upsert), (plain, gallery.add)):
         if positions:
             for position, new_id in zip(
-                positions, write([items[i] for i in positions], fingerprint=fingerprint), strict=True
+                positions,
+                write([items[i] for i in positions], fingerprint=fingerprint, actor=actor),
+                strict=True,
             ):
                 ids[position] = new_id
     return ids
@@ -74,13 +79,13 @@ def store(gallery: GalleryStore, items: Sequence[GalleryItem], fingerprint: str)
     responses=error_responses(*IMAGE_ERRORS, *KEY_ERRORS),
     openapi_extra=request_body(GalleryAddRequest, GalleryForm),
 )
-async def add_items(request: Request, embedder: Embedder, gallery: Gallery) -> Response:
+async def add_items(request: Request, embedder: Embedder, gallery: Gallery, caller: Caller) -> Response:
     images, fields = await read_items(request)
     embedded = await embedder.embed(images)
     items = [
         GalleryItem(vector=vector, **fields_of(f)) for vector, f in zip(embedded.vectors, fields, strict=True)
     ]
-    ids = await asyncio.to_thread(store, gallery, items, embedder.fingerprint)
+    ids = await asyncio.to_thread(store, gallery, items, embedder.fingerprint, caller)
     return json_response(GalleryAddResponse(model=embedder.fingerprint, ids=ids), embedded.timing_headers())
 
 
@@ -123,6 +128,25 @@ async def get_item(
     dependencies=[WriteAccess],
     responses=error_responses(404, 422, 503, *KEY_ERRORS),
 )
-async def delete_item(item_id: ItemId, gallery: Gallery) -> DeleteResponse:
-    await asyncio.to_thread(gallery.delete, [item_id])
+async def delete_item(item_id: ItemId, gallery: Gallery, caller: Caller) -> DeleteResponse:
+    await asyncio.to_thread(gallery.delete, [item_id], actor=caller)
     return DeleteResponse(id=item_id, deleted=True)
+
+
+@router.post(
+    "/erase",
+    response_model=ErasureResponse,
+    summary="Erase every item a filter matches",
+    description=(
+        "Removes the matching items (persons, cameras, key prefix, capture or insertion time, metadata) and "
+        "leaves none of their bytes in the gallery's files: on the FAISS backend when this returns; on "
+        "Milvus after compaction and the server's garbage collection (see the README). dry_run counts "
+        "without erasing. Needs the admin scope; audited."
+    ),
+    dependencies=[AdminAccess],
+    responses=error_responses(422, 503, *KEY_ERRORS),
+)
+async def erase(body: EraseRequest, gallery: Gallery, caller: Caller) -> ErasureResponse:
+    filters = body.filters() or Filters()  # an empty filter is refused by the gallery (422)
+    erasure = await asyncio.to_thread(gallery.erase, filters, dry_run=body.dry_run, actor=caller)
+    return ErasureResponse(matched=erasure.matched, erased=erasure.erased, dry_run=erasure.dry_run)

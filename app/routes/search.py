@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
-from app.deps import AppSettings, Embedder, Gallery, SearchAccess
+from app.deps import AppSettings, Caller, Embedder, Gallery, SearchAccess
 from app.inference import EmbeddingService, ImageInput
 from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS, KEY_ERRORS
@@ -19,7 +19,7 @@ from app.schemas import QueryResult, SearchForm, SearchHit, SearchOptions, Searc
 from app.tracks import aggregate_tracks
 from reid.embeddings import l2_normalize
 from reid.errors import ModelMismatch
-from reid.gallery import GalleryStore, Hit, RerankConfig
+from reid.gallery import Actor, GalleryStore, Hit, RerankConfig
 
 router = APIRouter(tags=["search"])
 
@@ -42,7 +42,12 @@ def unit_rows(rows: Sequence[Sequence[float]], dim: int) -> np.ndarray:
 
 
 def run_search(
-    gallery: GalleryStore, vectors: np.ndarray, options: SearchOptions, fingerprint: str, top_n: int
+    gallery: GalleryStore,
+    vectors: np.ndarray,
+    options: SearchOptions,
+    fingerprint: str,
+    top_n: int,
+    actor: Actor,
 ) -> list[list[Hit]]:
     # The gallery re-ranks each query on its own, as the CLI and the library do.
     rerank = RerankConfig(top_n=top_n) if options.rerank else None
@@ -54,6 +59,7 @@ def run_search(
         rerank=rerank,
         group_by=options.group_by,
         min_score=options.min_score,
+        actor=actor,
     )
 
 
@@ -87,22 +93,25 @@ async def read_queries(
     description=(
         "Query by images (JSON base64 or multipart files) or by embeddings (JSON); with tracks, the crops of "
         "each track form one query (their aggregated embedding). Returns the k best hits per query, best "
-        "first, after filters (cameras, persons, same-camera exclusion, time range); rerank=true re-orders "
-        "each query's top candidates (REID_RERANK_TOP_N) by k-reciprocal distance; group_by collapses hits "
-        "by track or person; min_score drops weak hits; match flags hits above the weights' threshold."
+        "first, after filters (cameras, persons, same-camera exclusion, time ranges, key prefix, "
+        "metadata); rerank=true re-orders each query's top candidates (REID_RERANK_TOP_N) by k-reciprocal "
+        "distance; group_by collapses hits by track or person; min_score drops weak hits; match flags hits "
+        "above the weights' threshold."
     ),
     dependencies=[SearchAccess],
     responses=error_responses(*IMAGE_ERRORS, *KEY_ERRORS),
     openapi_extra=request_body(SearchRequest, SearchForm),
 )
-async def search(request: Request, embedder: Embedder, gallery: Gallery, settings: AppSettings) -> Response:
+async def search(
+    request: Request, embedder: Embedder, gallery: Gallery, settings: AppSettings, caller: Caller
+) -> Response:
     vectors, options, headers = await read_queries(request, embedder)
     labels: list[str | None] = [None] * len(vectors)
     if options.tracks is not None:
         track_labels, _, vectors = aggregate_tracks(vectors, options)
         labels = list(track_labels)
     hits = await asyncio.to_thread(
-        run_search, gallery, vectors, options, embedder.fingerprint, settings.rerank_top_n
+        run_search, gallery, vectors, options, embedder.fingerprint, settings.rerank_top_n, caller
     )
     # Re-ranked scores are not cosine similarities: the thresholds do not apply to them.
     threshold = None if options.rerank else embedder.match_threshold(settings.match_fmr)

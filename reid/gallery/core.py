@@ -300,8 +300,11 @@ class GalleryStore:
         return [p for p in (self.retention, self.options.retention) if p is not None]
 
     def sweep(self, *, dry_run: bool = False, actor: Actor | None = None) -> Erasure:
-        """Erase what the retention policies have expired (as :meth:`erase` does)."""
+        """Erase what the retention policies have expired (as :meth:`erase` does); without a policy,
+        nothing (and no audit line)."""
         policies = self.retention_policies()
+        if not policies:
+            return Erasure(matched=0, erased=0, dry_run=dry_run)
         now = self.options.clock()
         with self.storage.writing():
             expired = np.zeros(0, dtype=np.int64)

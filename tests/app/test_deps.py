@@ -16,6 +16,7 @@ SCOPE = {
     ("GET", "/gallery/{item_id}"): "search",
     ("POST", "/gallery"): "write",
     ("DELETE", "/gallery/{item_id}"): "write",
+    ("POST", "/gallery/erase"): "admin",
 }
 KEYS = {scope: f"{scope}-secret" for scope in ("embed", "search", "write", "admin")}
 API_KEYS = [{"name": f"{scope}-key", "key": key, "scopes": [scope]} for scope, key in KEYS.items()]
