@@ -61,11 +61,10 @@ PROBE_IMAGES = 16
 
 
 def _fastreid_shims(root: Path) -> None:
-    """What fast-reid (last release 2021/2023) needs on Python 3.10+ and current PyTorch.
-
-    ``collections.Mapping`` moved to ``collections.abc`` (removed from ``collections`` in Python 3.10);
-    fast-reid imports it from the old place in ``fastreid/data/build.py`` and ``evaluation/testing.py``.
-    """
+    """What fast-reid's code (written for Python ≤ 3.9) needs here: ``collections.Mapping``, removed in
+    Python 3.10 (it lives in ``collections.abc``), is imported by ``fastreid/data/build.py`` and
+    ``fastreid/evaluation/testing.py``, which ``fastreid.engine`` pulls in. The only shim needed with
+    torch 2.14 / numpy 2 on the paths used here."""
     if not hasattr(collections, "Mapping"):
         collections.Mapping = collections.abc.Mapping  # type: ignore[attr-defined]
     sys.path.insert(0, str(root))
@@ -434,6 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    # Absolute paths: the demo runs from fast-reid's folder (its config paths are relative to it).
+    for name in ("fastreid", "images", "checkpoint", "out", "work"):
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command:
         return commands[args.command](args)
