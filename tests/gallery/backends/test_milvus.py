@@ -77,6 +77,11 @@ def test_a_collection_written_before_the_item_schema_opens_and_migrates(tmp_path
             with pytest.raises(GalleryError, match="predates the item field 'source'"):
                 gallery.add([GalleryItem(vector=vectors[1], key="new", source="/new.jpg")])
             assert gallery.count() == 4
+        # Nor can it add insertion times: writes go on without them, retention by them is refused.
+        assert gallery.get([new_id])[0].inserted_at is None
+        with pytest.raises(GalleryError, match="predates insertion times"):
+            gallery.erase(Filters(inserted_to=1e12), dry_run=True)
+        assert gallery.erase(Filters(person_ids={1}), dry_run=True).matched == 1
 
 
 def test_schema_follows_the_item_fields(tmp_path):
@@ -96,6 +101,32 @@ def test_filter_expressions():
     assert filter_expression(Filters(person_ids={5}, time_from=1.5, time_to=2.0)) == (
         "(person_id in [5]) and (timestamp >= 1.5) and (timestamp <= 2.0)"
     )
+    assert filter_expression(Filters(key_prefix='a"b', inserted_to=3.0, metadata={"zone": "x", "n": 2})) == (
+        '(inserted_at <= 3.0) and (key >= "a\\"b") and (key < "a\\"c") and (metadata["n"] == 2) and '
+        '(metadata["zone"] == "x")'
+    )
+
+
+def test_a_kept_insertion_time_policy_sets_the_collection_ttl(tmp_path):
+    from reid.gallery import RetentionPolicy
+
+    with _open(str(tmp_path / "m.db"), dim=DIM) as gallery:
+        storage: Any = gallery.storage
+
+        def ttl():
+            return storage._conn.describe_collection(storage.collection)["properties"].get(
+                milvus.TTL_PROPERTY
+            )
+
+        gallery.set_retention(RetentionPolicy(days=2))
+        assert ttl() == str(2 * 86_400)
+        gallery.set_retention(RetentionPolicy(days=2, by="captured"))  # a TTL cannot count capture time
+        assert ttl() is None
+        gallery.set_retention(RetentionPolicy(days=1))
+        gallery.set_retention(None)
+        assert ttl() is None
+    with _open(str(tmp_path / "m.db")) as gallery:
+        assert gallery.retention is None
 
 
 def test_index_kinds(tmp_path):
