@@ -150,7 +150,8 @@ class Settings(BaseSettings):
         "milvus-lite file, or reid-<collection>.audit.jsonl in the working directory for a Milvus server",
     )
     audit_searches: bool = Field(
-        default=False, description="log every search too (key name, filter, k; never images or vectors)"
+        default=False,
+        description="log every search and item read too (key name, filter, k, ids; never images or vectors)",
     )
 
     @field_validator(

@@ -113,9 +113,10 @@ async def stats(gallery: Gallery) -> GalleryStats:
 async def get_item(
     item_id: ItemId,
     gallery: Gallery,
+    caller: Caller,
     include_vector: Annotated[bool, Query(description="also return the stored embedding")] = False,
 ) -> GalleryItemOut:
-    (record,) = await asyncio.to_thread(gallery.get, [item_id])
+    (record,) = await asyncio.to_thread(gallery.get, [item_id], actor=caller)
     fields = asdict(record)
     vector: np.ndarray = fields.pop("vector")
     return GalleryItemOut(**fields, vector=vector.tolist() if include_vector else None)

@@ -68,13 +68,29 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def command_words(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The (sub-)command names ``args`` chose, outermost first: ``["gallery", "delete"]``. Only names,
+    never a flag's value (a filter value may identify a person)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return [name, *command_words(action.choices[name], args)]
+    return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Imported here: the gallery package (numpy) is not needed for `reid --help` and parse errors.
+    from reid.gallery.audit import set_process_actor
+
+    set_process_actor(" ".join([parser.prog, *command_words(parser, args)]))  # the audit log's "via"
     try:
         code: int = args.func(args)
     except ReidError as exc:

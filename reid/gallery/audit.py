@@ -1,8 +1,8 @@
 """The audit log: one JSON line per action on a gallery, appended to a local file.
 
 Each line says when (``time``, UTC), what (``action``: ``add``, ``upsert``, ``delete``, ``erase``,
-``retention``, ``retention_policy``, ``export``, and ``search`` when searches are logged), on which
-gallery, through what (``via``: the HTTP endpoint or the command), by whom (``key``: the API key's
+``retention``, ``retention_policy``, ``export``; ``search`` and ``read`` when searches are logged), on
+which gallery, through what (``via``: the HTTP endpoint or the command), by whom (``key``: the API key's
 *name*, never the key; ``user``: the OS user of a command) and the action's filter and counts. Vectors,
 images and item keys are never written.
 

@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -115,12 +116,15 @@ def _not_found(what: str, missing: Sequence[Any]) -> NotFound:
 @dataclass(frozen=True)
 class StoreOptions:
     """How a store audits and retains, beyond what its storage keeps: ``audit_log`` (``None``: the
-    storage's default place), ``audit_searches`` (a line per search too), ``retention`` (a policy applied
-    besides the one kept with the gallery) and ``clock`` (POSIX seconds; tests control it)."""
+    storage's default place), ``audit_searches`` (a line per search and read too), ``retention`` (a
+    policy applied besides the one kept with the gallery), ``sweep_on_open`` (apply the policies as a
+    writable store opens; off for a command that is about to change them) and ``clock`` (POSIX
+    seconds; tests control it)."""
 
     audit_log: str | Path | None = None
     audit_searches: bool = False
     retention: RetentionPolicy | None = None
+    sweep_on_open: bool = True
     clock: Callable[[], float] = time.time
 
 
@@ -148,7 +152,7 @@ class GalleryStore:
         try:
             self._check_identity(dim, fingerprint)
             self._audit = self._open_audit()
-            if storage.writable and self.retention_policies():
+            if storage.writable and self.options.sweep_on_open and self.retention_policies():
                 self.sweep(actor=Actor(via="gallery open"))
         except BaseException:
             self.close()
@@ -265,8 +269,12 @@ class GalleryStore:
 
     # --- erasure and retention ------------------------------------------------------------------------
 
+    def _selecting(self, *, dry_run: bool) -> AbstractContextManager[None]:
+        """The lock an erasure holds: a dry run only reads (so it also works on a read-only open)."""
+        return self.storage.reading() if dry_run else self.storage.writing()
+
     def _remove(self, ids: np.ndarray, *, dry_run: bool) -> Erasure:
-        """Caller holds ``writing()``: delete ``ids`` and scrub their bytes from the files."""
+        """Caller holds :meth:`_selecting`: delete ``ids`` and scrub their bytes from the files."""
         if not dry_run and len(ids):
             self.storage.delete(ids.tolist())
             self.storage.scrub()
@@ -277,7 +285,7 @@ class GalleryStore:
         files (as far as it allows: see the README). ``dry_run`` counts them and removes nothing."""
         if filters.is_empty:
             raise ConfigError("an erasure needs a filter: an empty one would match every item")
-        with self.storage.writing():
+        with self._selecting(dry_run=dry_run):
             erasure = self._remove(self.storage.matching(filters), dry_run=dry_run)
         self._record("erase", actor, filter=filters.as_dict(), **asdict(erasure))
         return erasure
@@ -299,14 +307,20 @@ class GalleryStore:
         """The policies in force: the one kept with the gallery and the one this store was opened with."""
         return [p for p in (self.retention, self.options.retention) if p is not None]
 
-    def sweep(self, *, dry_run: bool = False, actor: Actor | None = None) -> Erasure:
-        """Erase what the retention policies have expired (as :meth:`erase` does); without a policy,
-        nothing (and no audit line)."""
-        policies = self.retention_policies()
+    def sweep(
+        self,
+        *,
+        dry_run: bool = False,
+        policies: Sequence[RetentionPolicy] | None = None,
+        actor: Actor | None = None,
+    ) -> Erasure:
+        """Erase what ``policies`` (default: :meth:`retention_policies`) have expired, as :meth:`erase`
+        does; without a policy, nothing (and no audit line)."""
+        policies = self.retention_policies() if policies is None else list(policies)
         if not policies:
             return Erasure(matched=0, erased=0, dry_run=dry_run)
         now = self.options.clock()
-        with self.storage.writing():
+        with self._selecting(dry_run=dry_run):
             expired = np.zeros(0, dtype=np.int64)
             for policy in policies:
                 expired = np.union1d(expired, expired_ids(self.storage, policy, now))
@@ -345,10 +359,15 @@ class GalleryStore:
         vectors = self.storage.vectors(ids)
         return [GalleryRecord(id=i, vector=v, **rows[i]) for i, v in zip(ids, vectors, strict=True)]
 
-    def get(self, ids: Iterable[int]) -> list[GalleryRecord]:
-        """The stored items, in the order asked; an unknown id raises :class:`NotFound`."""
+    def get(self, ids: Iterable[int], *, actor: Actor | None = None) -> list[GalleryRecord]:
+        """The stored items, in the order asked; an unknown id raises :class:`NotFound`. Logged as a
+        ``read`` when searches are (``StoreOptions.audit_searches``)."""
+        wanted = [int(i) for i in ids]
         with self.storage.reading():
-            return self._records([int(i) for i in ids])
+            records = self._records(wanted)
+        if self.options.audit_searches:
+            self._record("read", actor, sync=False, ids=wanted)
+        return records
 
     def search(
         self,

@@ -18,6 +18,7 @@ def test_the_audit_log_names_keys_and_endpoints_never_the_keys(make_client, tmp_
     assert client.post("/gallery", json={"items": items}, headers=indexer).status_code == 200
     query = {"embeddings": [[1.0] * extractor.dim], "k": 2, "person_ids": [0, 1]}
     assert client.post("/search", json=query, headers=dpo).status_code == 200
+    assert client.get("/gallery/2", params={"include_vector": "true"}, headers=dpo).status_code == 200
     assert client.delete("/gallery/1", headers=indexer).status_code == 200
     assert client.post("/gallery/erase", json={"person_ids": [2]}, headers=dpo).json()["erased"] == 1
     text = (tmp_path / "gallery" / "audit.jsonl").read_text()
@@ -25,11 +26,13 @@ def test_the_audit_log_names_keys_and_endpoints_never_the_keys(make_client, tmp_
     assert [(line["action"], line["via"], line["key"]) for line in lines] == [
         ("upsert", "POST /gallery", "indexer"),  # keyed items are upserted
         ("search", "POST /search", "dpo"),
+        ("read", "GET /gallery/{item_id}", "dpo"),
         ("delete", "DELETE /gallery/{item_id}", "indexer"),
         ("erase", "POST /gallery/erase", "dpo"),
     ]
     assert lines[1]["filter"] == {"person_ids": [0, 1]}
-    assert lines[3]["filter"] == {"person_ids": [2]}
+    assert lines[2]["ids"] == [2]
+    assert lines[4]["filter"] == {"person_ids": [2]}
     assert "secret" not in text
 
 

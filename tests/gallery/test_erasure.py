@@ -1,6 +1,7 @@
 """Erasure by filter, insertion times, retention and the audit log, on every backend."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_an_empty_filter_erases_nothing(filled):
 
 
 def test_metadata_equality_across_types(store):
-    values = [{"flag": True}, {"flag": 1}, {"flag": 0}, {"flag": "1"}, {"n": 2.5}, {}]
+    values: list[dict[str, Any]] = [{"flag": True}, {"flag": 1}, {"flag": 0}, {"flag": "1"}, {"n": 2.5}, {}]
     vectors = unit_vectors(len(values), DIM)
     pairs = enumerate(zip(vectors, values, strict=True))
     store.add([GalleryItem(vector=v, key=f"m{i}", metadata=m) for i, (v, m) in pairs])

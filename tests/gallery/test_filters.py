@@ -1,5 +1,7 @@
 """Filters: the vocabulary, its checks, and grouping a batch's queries by filter."""
 
+from typing import Any
+
 import pytest
 
 from reid.errors import ConfigError
@@ -31,15 +33,16 @@ def test_an_inverted_time_range_is_refused():
 def test_metadata_conditions_are_checked_hashable_and_plain():
     f = Filters(metadata={"site": "a", "n": 3})
     assert isinstance(f.metadata, MetadataMatch)
-    assert hash(f) == hash(Filters(metadata=[("n", 3), ("site", "a")]))
+    assert hash(f) == hash(Filters(metadata={"n": 3, "site": "a"}))
     assert f.as_dict() == {"metadata": {"n": 3, "site": "a"}}
     assert Filters(metadata={}).is_empty
-    for bad, message in [
+    cases: list[tuple[Any, str]] = [
         ({"a b": 1}, "metadata filter keys"),
         ({"x": True}, "string or a finite number"),
         ({"x": float("nan")}, "finite"),
         ({"x": [1]}, "string or a finite"),
-    ]:
+    ]
+    for bad, message in cases:
         with pytest.raises(ConfigError, match=message):
             Filters(metadata=bad)
     with pytest.raises(ConfigError, match="key_prefix must not be empty"):

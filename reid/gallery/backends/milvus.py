@@ -160,9 +160,10 @@ class MilvusStorage:
     text_limits: ClassVar[Mapping[str, int]] = _TEXT_LIMITS
     max_k: ClassVar[int | None] = MILVUS_MAX_TOPK
 
-    def __init__(self, client: MilvusClient, uri: str, collection: str) -> None:
+    def __init__(self, client: MilvusClient, uri: str, collection: str, *, read_only: bool = False) -> None:
         self.uri = uri
         self.collection = collection
+        self.read_only = read_only
         self._client: MilvusClient | None = client
         self._write_lock = threading.Lock()
         self._properties, self._index, self._fields = self._describe()
@@ -179,7 +180,8 @@ class MilvusStorage:
         read_only: bool = False,
     ) -> MilvusStorage:
         """Open the gallery ``collection`` at ``request.location``, creating it when missing (never with
-        ``read_only``, which is all it means here: a Milvus server has no writer lock).
+        ``read_only``, which also refuses writes through this store and skips migrating and retention on
+        open; a Milvus server has no writer lock, so other clients may still write).
 
         The location is a Milvus URI (``http://host:19530``) or a local file path, which milvus-lite
         serves in-process. ``index`` is ``"FLAT"`` (exact, the default), ``"IVF_FLAT"`` or ``"HNSW"``,
@@ -198,10 +200,11 @@ class MilvusStorage:
                 raise GalleryError(f"no gallery collection {collection!r} at {uri}{hint}")
             else:
                 _create_collection(client, collection, dim, request.fingerprint, index or "FLAT")
-            storage = cls(client, uri, collection)
+            storage = cls(client, uri, collection, read_only=read_only)
             if index is not None and index != storage._index:
                 raise GalleryError(f"{storage.where} uses index {storage._index!r}, not {index!r}")
-            storage._migrate()
+            if not read_only:
+                storage._migrate()
         except BaseException:
             client.close()
             raise
@@ -278,7 +281,7 @@ class MilvusStorage:
 
     @property
     def writable(self) -> bool:
-        return True
+        return not self.read_only
 
     @property
     def audit_path(self) -> Path:
@@ -316,6 +319,8 @@ class MilvusStorage:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
+        if self.read_only:
+            raise GalleryError(f"{self.where} is open read-only")
         with self._write_lock:
             self._check_open()
             yield
