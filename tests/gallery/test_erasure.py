@@ -79,6 +79,11 @@ def test_every_item_records_when_it_was_stored(store, clock):
     assert store.erase(Filters(inserted_to=START + 50), dry_run=True).matched == 0  # "a" was replaced
     with pytest.raises(Exception, match="no gallery item"):
         store.get([first])
+    clock.advance(100)
+    store.add([GalleryItem(vector=vectors[0], key="c")])
+    erased = store.erase(Filters(inserted_from=START + 50, inserted_to=START + 150))
+    assert (erased.matched, erased.erased) == (2, 2)
+    assert _remaining_keys(store) == {"c"}
 
 
 def test_retention_by_insertion_time(store, clock):

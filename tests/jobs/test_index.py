@@ -159,7 +159,7 @@ def test_refuses_duplicate_keys(extractor, market_dir, tmp_path):
 
 
 def test_job_items_carry_every_item_field_of_their_records(tmp_path):
-    from reid.gallery.items import FIELD_NAMES
+    from reid.gallery.items import INPUT_FIELDS
     from reid.jobs.index import _items
     from reid.jobs.pipeline import ChunkResult
 
@@ -167,5 +167,6 @@ def test_job_items_carry_every_item_field_of_their_records(tmp_path):
         tmp_path / "a.jpg", "a.jpg", person_id=1, camera_id=2, timestamp=3.0, metadata={"m": 1}
     )
     (item,) = _items(ChunkResult(records=(record,), vectors=np.eye(1, 4, dtype=np.float32), failures=()))
-    carried = {name: getattr(record, name) for name in FIELD_NAMES if hasattr(record, name)}
-    assert item.field_values() == {**dict.fromkeys(FIELD_NAMES), **carried, "source": str(record.path)}
+    names = [spec.name for spec in INPUT_FIELDS]  # the gallery stamps the managed ones itself
+    carried = {name: getattr(record, name) for name in names if hasattr(record, name)}
+    assert item.field_values() == {**dict.fromkeys(names), **carried, "source": str(record.path)}
