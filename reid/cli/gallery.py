@@ -34,19 +34,23 @@ writing applies it as it opens (this command does not: it changes the policy fir
 erases leaves the gallery's files at once. Showing and --dry-run change nothing."""
 
 
+def _action(commands: Any, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A ``reid gallery`` action: it takes the gallery and the backend flags first."""
+    action: argparse.ArgumentParser = commands.add_parser(name, help=help, description=description)
+    action.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
+    add_backend_arguments(action)
+    return action
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("gallery", help="inspect and maintain a gallery")
     commands = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
 
-    stats = commands.add_parser("stats", help="size, model fingerprint, index kind, disk use")
-    stats.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
-    add_backend_arguments(stats)
+    stats = _action(commands, "stats", "size, model fingerprint, index kind, disk use, retention")
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=run_stats)
 
-    search = commands.add_parser("search", help="nearest gallery items for query vectors")
-    search.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
-    add_backend_arguments(search)
+    search = _action(commands, "search", "nearest gallery items for query vectors")
     search.add_argument("--vector-file", type=Path, required=True, help=".npy with one (D,) or Q rows (Q, D)")
     search.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     add_filter_arguments(search)
@@ -56,13 +60,9 @@ def register(sub: Any) -> None:
     search.add_argument("--json", action="store_true", help="print JSON (one list of hits per query)")
     search.set_defaults(func=run_search)
 
-    delete = commands.add_parser(
-        "delete",
-        help="remove items by id or key, or erase what a filter matches",
-        description=DELETE_DESCRIPTION,
+    delete = _action(
+        commands, "delete", "remove items by id or key, or erase what a filter matches", DELETE_DESCRIPTION
     )
-    delete.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
-    add_backend_arguments(delete)
     delete.add_argument("ids", type=int, nargs="*", metavar="ID", help="gallery ids")
     delete.add_argument("--key", action="append", default=[], metavar="KEY", help="item key (repeatable)")
     add_filter_arguments(delete, "erase by filter (every item that all the given ones match)")
@@ -71,13 +71,9 @@ def register(sub: Any) -> None:
     )
     delete.set_defaults(func=run_delete)
 
-    retention = commands.add_parser(
-        "retention",
-        help="show, set or remove how long the gallery keeps items",
-        description=RETENTION_DESCRIPTION,
+    retention = _action(
+        commands, "retention", "show, set or remove how long the gallery keeps items", RETENTION_DESCRIPTION
     )
-    retention.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
-    add_backend_arguments(retention)
     change = retention.add_mutually_exclusive_group()
     change.add_argument(
         "--days",
@@ -99,9 +95,7 @@ def register(sub: Any) -> None:
     )
     retention.set_defaults(func=run_retention)
 
-    export = commands.add_parser("export", help="write vectors.npy, items.jsonl and gallery.json")
-    export.add_argument("gallery", help="gallery folder, or Milvus URI/file with --backend milvus")
-    add_backend_arguments(export)
+    export = _action(commands, "export", "write vectors.npy, items.jsonl and gallery.json")
     export.add_argument("out", type=Path, help="output directory (created; must not hold an export)")
     export.set_defaults(func=run_export)
 
