@@ -1,4 +1,5 @@
-"""The load client of ``load_test.py``: keeps single-image JPEG requests in flight against ``/embed``.
+"""The load client of ``load_test.py``: keeps JPEG requests (one image each unless ``--images``) in flight
+against ``/embed``.
 
 It runs in its own process (so it never competes with the server for the GIL) and imports only what a
 client needs. Protocol: after start-up it prints ``ready``; then each ``<warm-up s> <seconds>`` line on
@@ -99,13 +100,13 @@ async def load_slice(
     return tally
 
 
-async def client_loop(url: str, concurrency: int) -> None:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+async def client_loop(url: str, concurrency: int, images: int = 1) -> None:
+    # One connection more than the workers: the /metrics snapshots must not queue behind their requests.
+    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         # The multipart body is encoded once: the client's own CPU time is not what is being measured.
-        upload = client.build_request(
-            "POST", "/embed", files={"images": ("crop.jpg", person_jpeg(), "image/jpeg")}
-        )
+        files = [("images", (f"crop{i}.jpg", person_jpeg(i), "image/jpeg")) for i in range(images)]
+        upload = client.build_request("POST", "/embed", files=files)
         upload.read()
         print("ready", flush=True)
         while line := await asyncio.to_thread(sys.stdin.readline):
@@ -119,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--images", type=int, default=1, help="images per request")
     args = p.parse_args(argv)
-    asyncio.run(client_loop(args.url, args.concurrency))
+    asyncio.run(client_loop(args.url, args.concurrency, args.images))
     return 0
 
 
