@@ -25,8 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from reid.gallery import Filters
+from reid.gallery import Filters, RetentionPolicy
 from reid.gallery.items import INPUT_FIELDS, ITEM_FIELDS, KEY_FIELD, FieldSpec
+from reid.gallery.retention import RetentionClock
 
 INT64_MAX = 2**63 - 1
 MAX_K = 1000
@@ -502,6 +503,51 @@ class ErasureResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"matched": 12, "erased": 12, "dry_run": False}]}
     )
+
+
+class RetentionRequest(_Strict):
+    """A retention policy to keep with the gallery; ``days: null`` removes it."""
+
+    days: float | None = Field(gt=0, allow_inf_nan=False, description="keep items this many days")
+    by: RetentionClock = Field(
+        default="inserted",
+        description="count from when an item was stored (inserted) or taken (captured: its timestamp; items "
+        "without one count from when they were stored)",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"days": 30, "by": "inserted"}, {"days": None}]}
+    )
+
+    def policy(self) -> RetentionPolicy | None:
+        return None if self.days is None else RetentionPolicy(days=self.days, by=self.by)
+
+
+class RetentionPolicyOut(BaseModel):
+    days: float
+    by: RetentionClock
+
+
+class RetentionStatus(BaseModel):
+    kept: RetentionPolicyOut | None = Field(description="the policy kept with the gallery")
+    service: RetentionPolicyOut | None = Field(description="this service's own (REID_RETENTION_DAYS)")
+    due: int = Field(description="items the policies in force would erase now")
+    erased: int | None = Field(default=None, description="items erased by this change (PUT)")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"kept": {"days": 30, "by": "inserted"}, "service": None, "due": 0, "erased": 12}]
+        }
+    )
+
+    @classmethod
+    def of(
+        cls, kept: RetentionPolicy | None, service: RetentionPolicy | None, *, due: int, erased: int | None
+    ) -> RetentionStatus:
+        def out(policy: RetentionPolicy | None) -> RetentionPolicyOut | None:
+            return None if policy is None else RetentionPolicyOut(days=policy.days, by=policy.by)
+
+        return cls(kept=out(kept), service=out(service), due=due, erased=erased)
 
 
 class DeleteResponse(BaseModel):

@@ -1,5 +1,5 @@
-"""Gallery endpoints: add (upsert by key), get, delete, erase by filter, stats. Once API keys are set,
-reads need the ``search`` scope, writes ``write`` and erasure ``admin``; every write is audited."""
+"""Gallery endpoints: add (upsert by key), get, delete, stats. Once API keys are set, reads need the
+``search`` scope and writes ``write``; every write is audited (erasure, retention: ``app.routes.privacy``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from app.bodies import body_kind, form_model, json_response, parse_json, parse_multipart
-from app.deps import AdminAccess, Caller, Embedder, Gallery, SearchAccess, WriteAccess
+from app.deps import Caller, Embedder, Gallery, SearchAccess, WriteAccess
 from app.inference import ImageInput
 from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS, KEY_ERRORS
@@ -21,15 +21,13 @@ from app.schemas import (
     GALLERY_STATS_EXAMPLE,
     INT64_MAX,
     DeleteResponse,
-    EraseRequest,
-    ErasureResponse,
     GalleryAddRequest,
     GalleryAddResponse,
     GalleryForm,
     GalleryItemOut,
     ItemFields,
 )
-from reid.gallery import Actor, Filters, GalleryItem, GalleryStats, GalleryStore
+from reid.gallery import Actor, GalleryItem, GalleryStats, GalleryStore
 from reid.gallery.items import fields_of
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
@@ -132,22 +130,3 @@ async def get_item(
 async def delete_item(item_id: ItemId, gallery: Gallery, caller: Caller) -> DeleteResponse:
     await asyncio.to_thread(gallery.delete, [item_id], actor=caller)
     return DeleteResponse(id=item_id, deleted=True)
-
-
-@router.post(
-    "/erase",
-    response_model=ErasureResponse,
-    summary="Erase every item a filter matches",
-    description=(
-        "Removes the matching items (persons, cameras, key prefix, capture or insertion time, metadata) and "
-        "leaves none of their bytes in the gallery's files: on the FAISS backend when this returns; on "
-        "Milvus after compaction and the server's garbage collection (see the README). dry_run counts "
-        "without erasing. Needs the admin scope; audited."
-    ),
-    dependencies=[AdminAccess],
-    responses=error_responses(422, 503, *KEY_ERRORS),
-)
-async def erase(body: EraseRequest, gallery: Gallery, caller: Caller) -> ErasureResponse:
-    filters = body.filters() or Filters()  # an empty filter is refused by the gallery (422)
-    erasure = await asyncio.to_thread(gallery.erase, filters, dry_run=body.dry_run, actor=caller)
-    return ErasureResponse(matched=erasure.matched, erased=erasure.erased, dry_run=erasure.dry_run)

@@ -17,6 +17,8 @@ SCOPE = {
     ("POST", "/gallery"): "write",
     ("DELETE", "/gallery/{item_id}"): "write",
     ("POST", "/gallery/erase"): "admin",
+    ("GET", "/gallery/retention"): "admin",
+    ("PUT", "/gallery/retention"): "admin",
 }
 KEYS = {scope: f"{scope}-secret" for scope in ("embed", "search", "write", "admin")}
 API_KEYS = [{"name": f"{scope}-key", "key": key, "scopes": [scope]} for scope, key in KEYS.items()]

@@ -148,31 +148,3 @@ def test_a_service_without_a_gallery_still_embeds(make_client):
         assert "without a gallery" in response.json()["detail"]
     info = client.get("/info").json()
     assert (info["gallery_size"], info["gallery_index"]) == (None, None)
-
-
-def test_erase_by_filter_after_a_dry_run(client):
-    items = [{"image": b64(image_bytes(i)), "key": f"site-a/{i}", "person_id": i % 2} for i in range(4)]
-    add(client, *items, {"image": b64(image_bytes(9)), "key": "site-b/0", "person_id": 1})
-    erasing = {"person_ids": [1], "key_prefix": "site-a/"}
-    dry = client.post("/gallery/erase", json={**erasing, "dry_run": True})
-    assert dry.status_code == 200, dry.text
-    assert dry.json() == {"matched": 2, "erased": 0, "dry_run": True}
-    assert client.get("/gallery/stats").json()["count"] == 5
-    assert client.post("/gallery/erase", json=erasing).json() == {"matched": 2, "erased": 2, "dry_run": False}
-    assert client.get("/gallery/stats").json()["count"] == 3
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ({}, "needs a filter"),
-        ({"dry_run": True}, "needs a filter"),
-        ({"metadata": {"bad key": 1}}, "metadata filter keys"),
-        ({"time_from": 5, "time_to": 1}, "after time_to"),
-        ({"persons": [1]}, "persons"),
-    ],
-)
-def test_erase_refuses_bad_filters_with_a_message(client, body, message):
-    response = client.post("/gallery/erase", json=body)
-    assert response.status_code == 422
-    assert message in response.text
