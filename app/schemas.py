@@ -27,7 +27,7 @@ from pydantic import (
 
 from reid.gallery import Filters, RetentionPolicy
 from reid.gallery.items import INPUT_FIELDS, ITEM_FIELDS, KEY_FIELD, FieldSpec
-from reid.gallery.retention import RetentionClock
+from reid.gallery.retention import MAX_DAYS, RetentionClock
 
 INT64_MAX = 2**63 - 1
 MAX_K = 1000
@@ -228,7 +228,11 @@ GroupBy = Literal["track_id", "person_id"]
 
 
 # Strict: JSON true must not turn into 1 (a condition on a boolean is refused, not guessed).
-MetadataCondition = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+MetadataCondition = (
+    StrictStr
+    | Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)]
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+)
 
 
 class FilterFields(_Strict):
@@ -508,7 +512,7 @@ class ErasureResponse(BaseModel):
 class RetentionRequest(_Strict):
     """A retention policy to keep with the gallery; ``days: null`` removes it."""
 
-    days: float | None = Field(gt=0, allow_inf_nan=False, description="keep items this many days")
+    days: float | None = Field(gt=0, le=MAX_DAYS, description="keep items this many days")
     by: RetentionClock = Field(
         default="inserted",
         description="count from when an item was stored (inserted) or taken (captured: its timestamp; items "

@@ -20,7 +20,7 @@ from reid.gallery import (
     RetentionPolicy,
     StoreOptions,
 )
-from reid.gallery.retention import RetentionClock
+from reid.gallery.retention import MAX_DAYS, RetentionClock
 from reid.zoo.options import ZooOptions
 
 MiB = 1024 * 1024
@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_DAYS,
         description="erase items older than this many days, at start and every REID_RETENTION_INTERVAL_S; "
         "a policy kept with the gallery (reid gallery retention) applies too; '' none",
     )

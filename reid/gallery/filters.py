@@ -30,12 +30,19 @@ def _condition(help: str, value: Any, *, many: bool = False) -> Any:
     return field(default=None, metadata={"help": help, "value": value, "many": many})
 
 
+INT64 = 2**63  # metadata integers must fit a store's 64-bit integers
+
+
 def _metadata_value(key: str, value: object) -> MetadataValue:
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if isinstance(value, int) and not isinstance(value, bool) and -INT64 <= value < INT64:
         return value
-    raise ConfigError(f"metadata filter {key!r}: give a string or a finite number, got {value!r}")
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ConfigError(
+        f"metadata filter {key!r}: give a string, a 64-bit integer or a finite number, got {value!r}"
+    )
 
 
 class MetadataMatch(Mapping[str, MetadataValue]):

@@ -9,7 +9,6 @@ has expired, with the guarantees of an erasure.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -22,6 +21,7 @@ if TYPE_CHECKING:  # the storage interface names RetentionPolicy in turn
     from reid.gallery.storage import Storage
 
 DAY = 86_400.0
+MAX_DAYS = 1_000_000  # about 2,700 years: beyond it the cutoff and a Milvus TTL stop being numbers
 RetentionClock = Literal["inserted", "captured"]
 RETENTION_CLOCKS: tuple[RetentionClock, ...] = get_args(RetentionClock)
 TIMESTAMP_FIELD = "timestamp"  # the capture time a "captured" policy counts from
@@ -37,8 +37,8 @@ class RetentionPolicy:
     by: RetentionClock = "inserted"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.days, int | float) and math.isfinite(self.days) and self.days > 0):
-            raise ConfigError(f"retention days must be a positive number, got {self.days!r}")
+        if not (isinstance(self.days, int | float) and 0 < self.days <= MAX_DAYS):
+            raise ConfigError(f"retention days must be a positive number up to {MAX_DAYS}, got {self.days!r}")
         if self.by not in RETENTION_CLOCKS:
             raise ConfigError(f"retention counts by one of {list(RETENTION_CLOCKS)}, got {self.by!r}")
 

@@ -109,6 +109,7 @@ def test_retention_is_shown_kept_and_removed_over_http(client):
     assert client.get("/gallery/stats").json()["retention"] == [{"days": 30.0, "by": "inserted"}]
     assert client.put("/gallery/retention", json={"days": None}).json()["kept"] is None
     assert client.put("/gallery/retention", json={"days": 0}).status_code == 422
+    assert client.put("/gallery/retention", json={"days": 1e308}).status_code == 422
     assert client.put("/gallery/retention", json={"days": 3, "by": "whenever"}).status_code == 422
 
 
