@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from reid.gallery import Filters, RetentionPolicy
+from reid.gallery.filters import TIME_RANGES
 from reid.gallery.items import INPUT_FIELDS, ITEM_FIELDS, KEY_FIELD, FieldSpec
 from reid.gallery.retention import MAX_DAYS, RetentionClock
 
@@ -254,7 +255,7 @@ class FilterFields(_Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> FilterFields:
-        for low, high in (("time_from", "time_to"), ("inserted_from", "inserted_to")):
+        for _, low, high in TIME_RANGES:
             start, end = getattr(self, low), getattr(self, high)
             if start is not None and end is not None and start > end:
                 raise ValueError(f"{low} ({start}) is after {high} ({end})")

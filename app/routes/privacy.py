@@ -8,7 +8,7 @@ import asyncio
 
 from fastapi import APIRouter
 
-from app.deps import AdminAccess, AppSettings, Caller, Gallery
+from app.deps import AdminAccess, Caller, Gallery
 from app.openapi import error_responses
 from app.routes.embed import KEY_ERRORS
 from app.schemas import EraseRequest, ErasureResponse, RetentionRequest, RetentionStatus
@@ -39,11 +39,9 @@ async def erase(body: EraseRequest, gallery: Gallery, caller: Caller) -> Erasure
     return _erasure(await asyncio.to_thread(gallery.erase, filters, dry_run=body.dry_run, actor=caller))
 
 
-def _status(
-    gallery: GalleryStore, settings: AppSettings, caller: Actor, erased: int | None
-) -> RetentionStatus:
+def _status(gallery: GalleryStore, caller: Actor, erased: int | None) -> RetentionStatus:
     """The policies in force and how many items they would erase now."""
-    service = settings.store_options().retention
+    service = gallery.options.retention  # REID_RETENTION_DAYS, given to the gallery as it opened
     due = gallery.sweep(dry_run=True, actor=caller).matched
     return RetentionStatus.of(gallery.retention, service, due=due, erased=erased)
 
@@ -56,16 +54,14 @@ def _status(
     "items they would erase now (the periodic sweep erases them; PUT applies a change at once).",
     responses=ERRORS,
 )
-async def retention(gallery: Gallery, settings: AppSettings, caller: Caller) -> RetentionStatus:
-    return await asyncio.to_thread(_status, gallery, settings, caller, None)
+async def retention(gallery: Gallery, caller: Caller) -> RetentionStatus:
+    return await asyncio.to_thread(_status, gallery, caller, None)
 
 
-def _keep(
-    gallery: GalleryStore, policy: RetentionPolicy | None, settings: AppSettings, caller: Actor
-) -> RetentionStatus:
+def _keep(gallery: GalleryStore, policy: RetentionPolicy | None, caller: Actor) -> RetentionStatus:
     gallery.set_retention(policy, actor=caller)
     erased = gallery.sweep(actor=caller).erased
-    return _status(gallery, settings, caller, erased)
+    return _status(gallery, caller, erased)
 
 
 @router.put(
@@ -76,7 +72,5 @@ def _keep(
     "days: null removes it) and erases what the policies in force have expired, at once.",
     responses=ERRORS,
 )
-async def keep_retention(
-    body: RetentionRequest, gallery: Gallery, settings: AppSettings, caller: Caller
-) -> RetentionStatus:
-    return await asyncio.to_thread(_keep, gallery, body.policy(), settings, caller)
+async def keep_retention(body: RetentionRequest, gallery: Gallery, caller: Caller) -> RetentionStatus:
+    return await asyncio.to_thread(_keep, gallery, body.policy(), caller)

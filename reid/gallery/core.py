@@ -152,8 +152,9 @@ class GalleryStore:
         try:
             self._check_identity(dim, fingerprint)
             self._audit = self._open_audit()
-            if storage.writable and self.options.sweep_on_open and self.retention_policies():
-                self.sweep(actor=Actor(via="gallery open"))
+            policies = self.retention_policies() if storage.writable and self.options.sweep_on_open else []
+            if policies:
+                self.sweep(policies=policies, actor=Actor(via="gallery open"))
         except BaseException:
             self.close()
             raise

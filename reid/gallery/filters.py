@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reid.errors import ConfigError
+from reid.gallery.items import INSERTED_FIELD, TIMESTAMP_FIELD
 
 MetadataValue = str | int | float
 # Top-level metadata keys a filter may name: safe inside a SQLite JSON path and a Milvus expression alike.
+# The inclusive time ranges: the item field each bounds, and the conditions holding its lower and upper bound.
+TIME_RANGES = ((TIMESTAMP_FIELD, "time_from", "time_to"), (INSERTED_FIELD, "inserted_from", "inserted_to"))
 METADATA_KEY = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
 
@@ -122,7 +125,7 @@ class Filters:
     def __post_init__(self) -> None:
         for name in ("cameras_in", "cameras_not_in", "person_ids"):
             object.__setattr__(self, name, _int_set(getattr(self, name)))
-        for low, high in (("time_from", "time_to"), ("inserted_from", "inserted_to")):
+        for _, low, high in TIME_RANGES:
             start, end = getattr(self, low), getattr(self, high)
             if start is not None and end is not None and start > end:
                 raise ConfigError(f"{low} ({start}) is after {high} ({end})")
@@ -144,6 +147,11 @@ class Filters:
             if value is not None:
                 plain[name] = value
         return plain
+
+    def time_bounds(self) -> list[tuple[str, float | None, float | None]]:
+        """``(item field, lower, upper)`` for each time range with a bound set (``None``: unbounded)."""
+        bounds = [(name, getattr(self, low), getattr(self, high)) for name, low, high in TIME_RANGES]
+        return [(name, start, end) for name, start, end in bounds if start is not None or end is not None]
 
     @property
     def is_empty(self) -> bool:

@@ -82,6 +82,7 @@ INPUT_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in ITEM_FIELDS if not f.mana
 """The fields a caller gives (the managed ones left out)."""
 KEY_FIELD = next(f.name for f in ITEM_FIELDS if f.unique)
 INSERTED_FIELD = "inserted_at"
+TIMESTAMP_FIELD = "timestamp"  # when the crop was taken (capture time filters and retention count from it)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -16,6 +16,7 @@ import numpy as np
 
 from reid.errors import ConfigError
 from reid.gallery.filters import Filters
+from reid.gallery.items import TIMESTAMP_FIELD
 
 if TYPE_CHECKING:  # the storage interface names RetentionPolicy in turn
     from reid.gallery.storage import Storage
@@ -24,7 +25,6 @@ DAY = 86_400.0
 MAX_DAYS = 1_000_000  # about 2,700 years: beyond it the cutoff and a Milvus TTL stop being numbers
 RetentionClock = Literal["inserted", "captured"]
 RETENTION_CLOCKS: tuple[RetentionClock, ...] = get_args(RetentionClock)
-TIMESTAMP_FIELD = "timestamp"  # the capture time a "captured" policy counts from
 
 
 @dataclass(frozen=True)

@@ -119,14 +119,11 @@ def filter_expression(filters: Filters | None) -> str:
         terms.append(f"not (camera_id in {_ints(filters.excluded_cameras)})")
     if filters.person_ids is not None:
         terms.append(f"person_id in {_ints(filters.person_ids)}")
-    if filters.time_from is not None:
-        terms.append(f"timestamp >= {float(filters.time_from)!r}")
-    if filters.time_to is not None:
-        terms.append(f"timestamp <= {float(filters.time_to)!r}")
-    if filters.inserted_from is not None:
-        terms.append(f"{INSERTED_FIELD} >= {float(filters.inserted_from)!r}")
-    if filters.inserted_to is not None:
-        terms.append(f"{INSERTED_FIELD} <= {float(filters.inserted_to)!r}")
+    for name, start, end in filters.time_bounds():
+        if start is not None:
+            terms.append(f"{name} >= {float(start)!r}")
+        if end is not None:
+            terms.append(f"{name} <= {float(end)!r}")
     if filters.key_prefix is not None:
         low, high = prefix_range(filters.key_prefix)
         terms.append(f"{KEY_FIELD} >= {_text(low)}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from reid.gallery.backends.faiss.metadata import FilterColumnsData
 from reid.gallery.filters import Filters
+from reid.gallery.items import INSERTED_FIELD, TIMESTAMP_FIELD
 
 
 def _isin(column: np.ndarray, values: Collection[int]) -> np.ndarray:
@@ -78,12 +79,10 @@ class FilterColumns:
             allowed &= ~_isin(self._camera, filters.excluded_cameras)  # NaN is in no set: kept
         if filters.person_ids is not None:
             allowed &= _isin(self._person, filters.person_ids)
-        if filters.time_from is not None:
-            allowed &= self._time >= filters.time_from  # NaN compares False: dropped
-        if filters.time_to is not None:
-            allowed &= self._time <= filters.time_to
-        if filters.inserted_from is not None:
-            allowed &= self._inserted >= filters.inserted_from
-        if filters.inserted_to is not None:
-            allowed &= self._inserted <= filters.inserted_to
+        times = {TIMESTAMP_FIELD: self._time, INSERTED_FIELD: self._inserted}
+        for name, start, end in filters.time_bounds():  # NaN compares False: unknown times are dropped
+            if start is not None:
+                allowed &= times[name] >= start
+            if end is not None:
+                allowed &= times[name] <= end
         return allowed
