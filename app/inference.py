@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from reid.batching import DynamicBatcher
+from reid.device_decode import DeviceJpeg
 from reid.engine import Extractor
 from reid.errors import InvalidImage, TooManyImages
-from reid.preprocess import PreprocessConfig, prepare_image
+from reid.preprocess import PreprocessConfig, prepare_image, stack_prepared
 
 # Bytes are an uploaded file; a str is always base64 text (never a path: clients must not name server files).
 ImageInput = bytes | str
@@ -75,6 +76,8 @@ class EmbeddingService:
         self.preprocess: PreprocessConfig = replace(extractor.preprocess, max_pixels=max_pixels)
         workers = decode_workers or min(8, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reid-http-decode")
+        # With gpu_decode the pool only reads and checks images; JPEGs are decoded on the model's GPU.
+        self._device_decoder = extractor.device_decoder(self.preprocess)
 
     @property
     def fingerprint(self) -> str:
@@ -95,8 +98,10 @@ class EmbeddingService:
         if n > self.max_images:
             raise TooManyImages(f"{n} images in one request; the limit is {self.max_images}")
 
-    def _prepare(self, item: ImageInput, index: int) -> torch.Tensor:
+    def _prepare(self, item: ImageInput, index: int) -> torch.Tensor | DeviceJpeg:
         data = decode_base64(item, index) if isinstance(item, str) else item
+        if self._device_decoder is not None:
+            return self._device_decoder.plan(data, index)
         return prepare_image(data, self.preprocess, index=index)
 
     async def decode(self, images: Sequence[ImageInput]) -> torch.Tensor:
@@ -107,12 +112,15 @@ class EmbeddingService:
             *(loop.run_in_executor(self._pool, self._prepare, item, i) for i, item in enumerate(images)),
             return_exceptions=True,
         )
-        tensors: list[torch.Tensor] = []
+        planned: list[torch.Tensor | DeviceJpeg] = []
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-            tensors.append(result)
-        return torch.stack(tensors)
+            planned.append(result)
+        if self._device_decoder is None:
+            return torch.stack([item for item in planned if isinstance(item, torch.Tensor)])
+        finished = await loop.run_in_executor(self._pool, self._device_decoder.finish, planned)
+        return stack_prepared(finished, self.preprocess)
 
     async def embed(self, images: Sequence[ImageInput], *, normalize: bool = True) -> Embedded:
         started = time.perf_counter()

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(
         default=40_000_000, ge=1, description="width × height of one decoded image; more get 413"
     )
+    gpu_decode: bool = _engine_option("gpu_decode")
     decode_workers: int | None = Field(
         default=None, ge=1, description="image decoding threads; default min(8, CPUs)"
     )

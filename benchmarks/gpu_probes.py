@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from reid.bench import calibrate_batchnorm
 from reid.checkpoints import write_checkpoint_manifest, write_safetensors
 from reid.datasets import make_synthetic_market
+from reid.device_decode import DeviceJpegDecoder
 from reid.export.verify import synthetic_jpegs
 from reid.models import DEFAULT_BACKBONE, create_reid_model
 from reid.preprocess import PreprocessConfig, Preprocessor, normalize
@@ -57,28 +58,26 @@ def checkpoint(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
-    """Decode + resize to 256×128: Pillow on CPU threads (the service's path) vs nvJPEG through
-    torchvision (batched ``decode_jpeg(device="cuda")``, then a bilinear resize on the GPU)."""
-    from torchvision.io import decode_jpeg
-
+    """Decode + resize to 256×128 as the service does it: Pillow on CPU threads vs ``REID_GPU_DECODE``
+    (the threads read and check the files, nvJPEG decodes the batch, the GPU resizes). Both end with the
+    uint8 batch on the GPU, where the model wants it."""
     preprocess = PreprocessConfig()
     jpegs = synthetic_jpegs(args.images, (512, 256), seed=1)
     threads = os.cpu_count() or 1
-    with Preprocessor(preprocess, workers=threads) as pre:
-        cpu = _best_seconds(lambda: pre.prepare_batch(jpegs), args.repeats)
-    data = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
-
-    def gpu_decode() -> torch.Tensor:
-        # decode_jpeg on CUDA runs on the current stream: synchronise first (pytorch/vision#9606).
-        torch.cuda.current_stream().synchronize()
-        decoded = decode_jpeg(data, device="cuda")
-        batch = torch.stack(decoded).float()
-        return F.interpolate(batch, size=(preprocess.height, preprocess.width), mode="bilinear").byte()
-
-    gpu = _best_seconds(gpu_decode, args.repeats)
-    print(f"decode+resize 512x256 JPEG -> 256x128, {args.images} images:")
-    print(f"  CPU (Pillow, {threads} threads): {args.images / cpu:10.1f} img/s")
-    print(f"  GPU (nvJPEG, batched)         : {args.images / gpu:10.1f} img/s  ({cpu / gpu:.2f}x CPU)")
+    cuda = torch.device("cuda")
+    on_gpu = DeviceJpegDecoder(preprocess, cuda)
+    with (
+        Preprocessor(preprocess, workers=threads) as cpu_pre,
+        Preprocessor(preprocess, workers=threads, device_decoder=on_gpu) as gpu_pre,
+    ):
+        cpu = _best_seconds(lambda: cpu_pre.prepare_batch(jpegs).to(cuda), args.repeats)
+        gpu = _best_seconds(lambda: gpu_pre.prepare_batch(jpegs), args.repeats)
+        gap = (gpu_pre.prepare_batch(jpegs).int() - cpu_pre.prepare_batch(jpegs).to(cuda).int()).abs()
+    print(f"decode+resize 512x256 JPEG -> 256x128 on the GPU, {args.images} images:")
+    print(f"  CPU (Pillow, {threads} threads)  : {args.images / cpu:10.1f} img/s")
+    print(f"  GPU (REID_GPU_DECODE, nvJPEG) : {args.images / gpu:10.1f} img/s  ({cpu / gpu:.2f}x CPU)")
+    print(f"  pixels vs Pillow: max {int(gap.max())} grey levels, mean {float(gap.float().mean()):.3f}")
+    print(f"  recommendation: REID_GPU_DECODE={'true' if gpu < cpu else 'false'} on this host")
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from reid.checkpoints import load_checkpoint, model_fingerprint
+from reid.device_decode import DeviceJpegDecoder
 from reid.errors import ConfigError, ReidError
 from reid.models import ReIDConfig, ReIDModel, reid_config
 from reid.optimize import pad_to_bucket
@@ -69,6 +70,12 @@ class EngineOptions:
         default=False, metadata={"help": "flip test-time augmentation (mirrored crop averaged)"}
     )
     max_batch_size: int = field(default=64, metadata={"help": "most images per model forward"})
+    gpu_decode: bool = field(
+        default=False,
+        metadata={
+            "help": "decode and resize JPEGs on the model's GPU (nvJPEG); other formats stay on CPU threads"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIME_CHOICES:
@@ -156,9 +163,19 @@ class Extractor:
             else self.runtime.forward
         )
         self._lock = threading.Lock()
-        self._preprocessor = Preprocessor(preprocess, workers=decode_workers)
+        self._preprocessor = Preprocessor(
+            preprocess, workers=decode_workers, device_decoder=self.device_decoder(preprocess)
+        )
         # Inputs reach a GPU through reused pinned buffers, copied on a side stream (reid/transfer.py).
         self._uploader = PinnedUploader(self.device) if self.device.type == "cuda" else None
+
+    def device_decoder(self, preprocess: PreprocessConfig) -> DeviceJpegDecoder | None:
+        """A decoder of JPEGs on the model's GPU for ``preprocess`` when the options ask for one."""
+        if not self.options.gpu_decode:
+            return None
+        if self.device.type != "cuda":
+            raise ConfigError(f"gpu_decode decodes on the model's GPU, but the model runs on {self.device}")
+        return DeviceJpegDecoder(preprocess, self.device)
 
     # --- construction -------------------------------------------------------------------------------
 
@@ -303,6 +320,7 @@ class Extractor:
             **self.runtime.describe(),
             "flip": self.options.flip,
             "max_batch_size": self.options.max_batch_size,
+            "gpu_decode": self.options.gpu_decode,
             "input_size": list(self.input_size),
             "weights": self.origin.to_dict() if self.origin is not None else None,
             "match_thresholds": dict(self.match_thresholds),

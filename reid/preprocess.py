@@ -20,13 +20,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from types import TracebackType
-from typing import IO, Any, Literal, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reid.errors import ConfigError, ImageTooLarge, InvalidImage, ReidError, UnsupportedImage
+
+if TYPE_CHECKING:
+    from reid.device_decode import DeviceJpeg, DeviceJpegDecoder, Planned
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +173,8 @@ def _times_255(values: tuple[float, float, float]) -> tuple[float, float, float]
 
 
 @contextmanager
-def _binary_stream(src: ImageSource, index: int | None) -> Iterator[IO[bytes]]:
+def binary_stream(src: ImageSource, index: int | None) -> Iterator[IO[bytes]]:
+    """``src`` (bytes or a file path) as a stream; an unreadable path raises :class:`InvalidImage`."""
     if isinstance(src, bytes | bytearray | memoryview):
         yield io.BytesIO(src)
         return
@@ -193,7 +197,7 @@ def _identify_refused(header: bytes) -> str | None:
     return None
 
 
-def _open(stream: IO[bytes], max_pixels: int, index: int | None) -> Image.Image:
+def open_header(stream: IO[bytes], max_pixels: int, index: int | None) -> Image.Image:
     """Read the header only; refuse what is not an accepted format or is too large to decode."""
     header = stream.read(_HEADER_BYTES)
     stream.seek(0)
@@ -245,8 +249,8 @@ def decode_image(src: ImageSource, *, max_pixels: int, index: int | None = None)
     for other formats and :class:`InvalidImage` for empty, corrupt, truncated or unreadable input.
     With ``index`` set, error messages name the item ("image 3: ...").
     """
-    with _binary_stream(src, index) as stream:
-        image = _open(stream, max_pixels, index)
+    with binary_stream(src, index) as stream:
+        image = open_header(stream, max_pixels, index)
         try:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
@@ -291,17 +295,40 @@ def normalize(
     return torch.addcmul(shift, batch, scale, out=out)
 
 
+def stack_prepared(items: Sequence[torch.Tensor | ReidError], cfg: PreprocessConfig) -> torch.Tensor:
+    """Prepared images as one uint8 (N, 3, H, W) batch; raises the first error among them."""
+    tensors = []
+    for item in items:
+        if isinstance(item, ReidError):
+            raise item
+        tensors.append(item)
+    if not tensors:
+        return torch.empty((0, 3, cfg.height, cfg.width), dtype=torch.uint8)
+    return torch.stack(tensors)
+
+
 class Preprocessor:
     """Decodes and resizes images for one checkpoint on a pool of worker threads.
 
     ``prepare_batch`` is all-or-nothing (requests); ``prepare_many`` keeps going past bad files (jobs).
+    With a ``device_decoder`` the threads only read and check the files, and JPEGs are decoded and resized
+    on its device (see :mod:`reid.device_decode`); the tensors then live there.
     """
 
-    def __init__(self, cfg: PreprocessConfig | None = None, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: PreprocessConfig | None = None,
+        *,
+        workers: int | None = None,
+        device_decoder: DeviceJpegDecoder | None = None,
+    ) -> None:
         self.cfg = cfg if cfg is not None else PreprocessConfig()
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         if self.workers <= 0:
             raise ConfigError(f"workers must be positive, got {self.workers}")
+        if device_decoder is not None and device_decoder.cfg != self.cfg:
+            raise ConfigError("the device decoder must use the preprocessor's configuration")
+        self.device_decoder = device_decoder
         Image.init()  # register every Pillow plugin now rather than racing to do it in the first workers
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="reid-decode")
         logger.debug("preprocessor: %s, %d decode threads", self.cfg, self.workers)
@@ -318,27 +345,33 @@ class Preprocessor:
         """
         futures = self._submit(sources)
         try:
-            tensors = [future.result() for future in futures]
+            planned = [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        if not tensors:
-            return torch.empty((0, 3, self.cfg.height, self.cfg.width), dtype=torch.uint8)
-        return torch.stack(tensors)
+        return stack_prepared(self._finish(planned), self.cfg)
 
     def prepare_many(self, sources: Sequence[ImageSource]) -> list[torch.Tensor | ReidError]:
         """Each image's (3, H, W) tensor, or the :class:`ReidError` it raised, in input order."""
-        results: list[torch.Tensor | ReidError] = []
+        planned: list[Planned] = []
         for future in self._submit(sources):
             try:
-                results.append(future.result())
+                planned.append(future.result())
             except ReidError as exc:
-                results.append(exc)
-        return results
+                planned.append(exc)
+        return self._finish(planned)
 
-    def _submit(self, sources: Sequence[ImageSource]) -> list[Future[torch.Tensor]]:
+    def _submit(self, sources: Sequence[ImageSource]) -> list[Future[torch.Tensor | DeviceJpeg]]:
+        if self.device_decoder is not None:
+            plan = self.device_decoder.plan
+            return [self._pool.submit(plan, src, i) for i, src in enumerate(sources)]
         return [self._pool.submit(prepare_image, src, self.cfg, index=i) for i, src in enumerate(sources)]
+
+    def _finish(self, planned: Sequence[Planned]) -> list[torch.Tensor | ReidError]:
+        if self.device_decoder is None:
+            return [item for item in planned if isinstance(item, torch.Tensor | ReidError)]
+        return self.device_decoder.finish(planned)
 
     def close(self) -> None:
         """Stop the worker threads; queued work is cancelled."""
