@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     channels_last: bool = _engine_option("channels_last")
     fold_bn: bool = _engine_option("fold_bn")
     compile: bool = _engine_option("compile")
+    cuda_graphs: bool = _engine_option("cuda_graphs")
     flip: bool = _engine_option("flip")
     # --- batching and limits ------------------------------------------------------------------------
     max_batch_size: int = _engine_option("max_batch_size", ge=1)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU figure of the README in one run (about 8 minutes on one recent NVIDIA GPU):
-#   1. model only, per runtime and precision, at batch 1/32/256 (reid bench: torch fp16/bf16, TensorRT),
-#      with CPU decoding beside it;
-#   2. HTTP /embed end to end vs model only, 64 clients, on a TensorRT fp16 artifact (benchmarks/load_test.py);
-#   3. JPEG decode + resize, CPU threads vs the GPU (nvJPEG);
+#   1. model only, per runtime and precision, at batch 1/32/256 (reid bench: torch fp16/bf16, TensorRT, each
+#      also replayed from CUDA graphs), with CPU decoding beside it;
+#   2. HTTP /embed end to end vs model only, 64 clients, on a TensorRT fp16 artifact (benchmarks/load_test.py),
+#      as configured by default and with CUDA graphs + GPU JPEG decoding;
+#   3. JPEG decode + resize, CPU threads vs the GPU (nvJPEG, REID_GPU_DECODE's path);
 #   4. FAISS exact search on the GPU over 1M x 2048 vectors;
 #   5. reid train throughput: SE-IBN-R50 at 256x128, bf16 autocast (the BoT recipe).
 # Each step is bounded in time; the script goes on after a failed step and exits non-zero if any failed.
@@ -57,7 +58,8 @@ fi
 
 step "model only: torch and TensorRT at batch 1/32/256" 300 \
     "$PYTHON" -m reid bench --device cuda "${BENCH_WEIGHTS[@]}" --batch-sizes 1,32,256 \
-    --runtime torch,tensorrt --variants fp16,bf16,tensorrt-fp16 --min-time 1 --rounds 2 \
+    --runtime torch,tensorrt --variants fp16,bf16,bf16+graphs,tensorrt-fp16,tensorrt-fp16+graphs \
+    --min-time 1 --rounds 2 \
     --decode-threads "1,$(nproc)" --json "$WORK/bench.json"
 
 step "export TensorRT fp16 (batch 1..64)" 240 \
@@ -69,6 +71,9 @@ if [[ -n "$ARTIFACT" ]]; then
     step "HTTP /embed vs model only, 64 clients, TensorRT fp16" 150 \
         "$PYTHON" benchmarks/load_test.py --weights "$ARTIFACT" --device cuda --max-batch-size 64 \
         --concurrency 64 --duration 15
+    step "HTTP /embed vs model only, 64 clients, TensorRT fp16, CUDA graphs, GPU decoding" 150 \
+        "$PYTHON" benchmarks/load_test.py --weights "$ARTIFACT" --device cuda --max-batch-size 64 \
+        --concurrency 64 --duration 15 --cuda-graphs --gpu-decode
 else
     echo "--- no TensorRT artifact: HTTP step skipped"
     FAILED+=("HTTP /embed")

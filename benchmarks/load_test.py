@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument(
+        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=False, help="REID_CUDA_GRAPHS"
+    )
+    p.add_argument(
+        "--gpu-decode", action=argparse.BooleanOptionalAction, default=False, help="REID_GPU_DECODE"
+    )
     p.add_argument("--max-batch-delay-ms", type=float, default=3.0)
     p.add_argument(
         "--threads",
@@ -85,7 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_extractor(args: argparse.Namespace) -> Extractor:
     options = EngineOptions(
-        runtime=args.runtime, device=args.device, dtype=args.dtype, max_batch_size=args.max_batch_size
+        runtime=args.runtime,
+        device=args.device,
+        dtype=args.dtype,
+        max_batch_size=args.max_batch_size,
+        cuda_graphs=args.cuda_graphs,
+        gpu_decode=args.gpu_decode,
     )
     if args.weights is not None:
         return load_extractor(args.weights, options=options)
@@ -164,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.duration / rounds
     print(
         f"model {info['backbone']} {info['input_size'][0]}×{info['input_size'][1]} on {info['device']} "
-        f"({info['dtype']}), max batch {args.max_batch_size}, delay {args.max_batch_delay_ms:g} ms, "
+        f"({info['dtype']}{', CUDA graphs' if args.cuda_graphs else ''}"
+        f"{', GPU decoding' if args.gpu_decode else ''}), max batch {args.max_batch_size}, "
+        f"delay {args.max_batch_delay_ms:g} ms, "
         f"{args.concurrency} clients, torch threads {torch.get_num_threads()}; "
         f"{rounds} rounds of {seconds:.1f} s model-only then {seconds:.1f} s HTTP"
     )

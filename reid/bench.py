@@ -65,6 +65,7 @@ _TABLE_HEADER = (
 )
 _FORMATS: dict[RuntimeName, Format] = {spec.runtime: name for name, spec in SPECS.items()}
 _NCHW = OptimizeOptions(channels_last=False)
+_NCHW_GRAPHS = OptimizeOptions(channels_last=False, cuda_graphs=True)  # an artifact replayed from CUDA graphs
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class Variant:
         if self.runtime == "torch":
             return self.options.describe()
         made = str(self.artifact) if self.artifact is not None else f"exported to {_FORMATS[self.runtime]}"
-        return f"{self.runtime} artifact ({made}), {self.precision}"
+        graphs = ", CUDA graphs" if self.options.cuda_graphs else ""
+        return f"{self.runtime} artifact ({made}), {self.precision}{graphs}"
 
 
 # Variants are data: the baseline first, then one optimisation at a time, then the combinations.
@@ -103,7 +105,9 @@ CUDA_VARIANTS = (
     Variant("fp16", OptimizeOptions(dtype=torch.float16)),
     Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
     Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
+    Variant("bf16+graphs", OptimizeOptions(dtype=torch.bfloat16, fold_bn=True, cuda_graphs=True)),
     Variant("tensorrt-fp16", _NCHW, "tensorrt", "fp16"),
+    Variant("tensorrt-fp16+graphs", _NCHW_GRAPHS, "tensorrt", "fp16"),
     Variant("tensorrt-bf16", _NCHW, "tensorrt", "bf16"),
 )
 
@@ -394,26 +398,32 @@ def _artifact_forward(
     max_batch: int,
     cleanup: contextlib.ExitStack,
 ) -> Forward:
-    """Load ``variant``'s artifact, exporting ``model`` into ``folder`` first when it has none. Written even
-    if it fails verification (``force``): the table shows its error anyway."""
-    if variant.artifact is not None:
-        given, _ = open_artifact(variant.artifact, device)
-        cleanup.callback(given.close)
-        return given.forward
-    fmt = _FORMATS[variant.runtime]
-    result = export_model(
-        model,
-        preprocess,
-        folder / f"{variant.name}{SPECS[fmt].suffix}",
-        ExportOptions(
-            format=fmt, dtype=variant.precision, batch=BatchProfile(1, max_batch, max_batch), force=True
-        ),
-        source_file="(benchmark model)",
-        source_sha256="0" * 64,
-        source_fingerprint="benchmark",
+    """Load ``variant``'s artifact, exporting ``model`` into ``folder`` first when it has none (once per
+    runtime and precision: the variants with and without CUDA graphs share it). Written even if it fails
+    verification (``force``): the table shows its error anyway."""
+    path = (
+        variant.artifact
+        or folder / f"{variant.runtime}-{variant.precision}{SPECS[_FORMATS[variant.runtime]].suffix}"
     )
-    runtime, _ = open_artifact(result.path, device)
+    if not path.exists():
+        export_model(
+            model,
+            preprocess,
+            path,
+            ExportOptions(
+                format=_FORMATS[variant.runtime],
+                dtype=variant.precision,
+                batch=BatchProfile(1, max_batch, max_batch),
+                force=True,
+            ),
+            source_file="(benchmark model)",
+            source_sha256="0" * 64,
+            source_fingerprint="benchmark",
+        )
+    runtime, _ = open_artifact(path, device)
     cleanup.callback(runtime.close)
+    if variant.options.cuda_graphs:
+        runtime.use_cuda_graphs(max_batch)
     return runtime.forward
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +31,12 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse as fx_fold_conv_bn
 
+from reid.cudagraphs import Forward as Forward  # re-exported: the type of every inference path
+from reid.cudagraphs import GraphedForward
 from reid.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -44,8 +45,10 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 class OptimizeOptions:
     """One inference path. ``dtype`` is the autocast dtype (``float32`` = no autocast); norms, pooling and
     the returned features stay float32. ``compile_mode`` is ``torch.compile``'s ``mode`` (``None`` = default).
-    ``batch_buckets``: pad each batch to the smallest of these sizes that holds it, so a compiled model
-    sees a handful of shapes (one compilation each) whatever sizes a dynamic batcher produces.
+    ``cuda_graphs``: replay a captured CUDA graph per batch shape (:mod:`reid.cudagraphs`).
+    ``batch_buckets``: pad each batch to the smallest of these sizes that holds it, so a compiled or graphed
+    model sees a handful of shapes (one compilation or capture each) whatever sizes a dynamic batcher
+    produces.
     """
 
     dtype: torch.dtype = torch.float32
@@ -53,6 +56,7 @@ class OptimizeOptions:
     fold_bn: bool = False
     compile: bool = False
     compile_mode: str | None = None
+    cuda_graphs: bool = False
     batch_buckets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -69,6 +73,8 @@ class OptimizeOptions:
             parts.append("BN folded")
         if self.compile:
             parts.append(f"compiled ({self.compile_mode or 'default'}, freezing)")
+        if self.cuda_graphs:
+            parts.append("CUDA graphs")
         if self.batch_buckets:
             parts.append(f"batches padded to {'/'.join(map(str, self.batch_buckets))}")
         return ", ".join(parts)
@@ -101,12 +107,16 @@ def compile_model(model: nn.Module, *, mode: str | None = None) -> Forward:
     return compiled
 
 
-def with_autocast(forward: Forward, device_type: str, dtype: torch.dtype) -> Forward:
-    """Run ``forward`` under autocast to ``dtype`` (no autocast for float32); always return float32."""
+def with_autocast(forward: Forward, device_type: str, dtype: torch.dtype, *, cache: bool = True) -> Forward:
+    """Run ``forward`` under autocast to ``dtype`` (no autocast for float32); always return float32.
+    ``cache=False`` for a forward captured in a CUDA graph: autocast frees its cached weight casts as it
+    exits, and the graph would go on reading the freed memory."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
         context: contextlib.AbstractContextManager[Any] = (
-            contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device_type, dtype=dtype)
+            contextlib.nullcontext()
+            if dtype == torch.float32
+            else torch.autocast(device_type, dtype=dtype, cache_enabled=cache)
         )
         with context:
             return forward(x).float()
@@ -154,6 +164,8 @@ def optimize_model(model: nn.Module, options: OptimizeOptions, device: torch.dev
     """
     if options.dtype == torch.float16 and device.type != "cuda":
         raise ConfigError("fp16 inference is only supported on CUDA; use bf16 or fp32 on CPU")
+    if options.cuda_graphs and device.type != "cuda":
+        raise ConfigError(f"CUDA graphs need a CUDA device, not {device}")
     if options.dtype == torch.bfloat16 and device.type == "cpu" and not native_bf16_cpu():
         logger.warning("this CPU has no native bf16 (AVX512-BF16/AMX): bf16 will be slower than fp32")
     prepared = copy.deepcopy(model).eval().to(device)
@@ -162,5 +174,8 @@ def optimize_model(model: nn.Module, options: OptimizeOptions, device: torch.dev
     memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
     prepared = prepared.to(memory_format=memory_format)
     forward: Forward = compile_model(prepared, mode=options.compile_mode) if options.compile else prepared
-    forward = with_memory_format(with_autocast(forward, device.type, options.dtype), memory_format)
+    autocast = with_autocast(forward, device.type, options.dtype, cache=not options.cuda_graphs)
+    forward = with_memory_format(autocast, memory_format)
+    if options.cuda_graphs:
+        forward = GraphedForward(forward)
     return pad_to_bucket(forward, options.batch_buckets) if options.batch_buckets else forward

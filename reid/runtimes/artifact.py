@@ -211,6 +211,10 @@ class ArtifactRuntime(Runtime):
     @abstractmethod
     def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None: ...
 
+    def use_cuda_graphs(self, max_batch_size: int) -> None:
+        """Replay CUDA graphs from now on, batches padded to a few sizes up to ``max_batch_size``."""
+        raise ConfigError(f"the {self.name} runtime has no CUDA graphs (torch and tensorrt do)")
+
     @staticmethod
     @abstractmethod
     def library_version() -> str:

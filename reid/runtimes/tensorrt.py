@@ -4,10 +4,15 @@
 The engine takes the normalised float32 batch on the GPU and returns float32 features; in fp16/bf16
 engines torch-tensorrt's autocast decides per layer what runs in low precision, and ``reid export``
 has checked the result against eager fp32 before writing it.
+
+With CUDA graphs (``--cuda-graphs``) torch-tensorrt records one graph per input shape; batches are padded
+to a few bucket sizes within the artifact's profile so that a handful of graphs, recorded at warm-up,
+serve every batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,8 +20,9 @@ from typing import Any, ClassVar
 import torch
 
 from reid.errors import ConfigError
+from reid.optimize import Forward, batch_buckets, pad_to_bucket
 from reid.runtimes.artifact import ArtifactManifest, ArtifactRuntime
-from reid.runtimes.base import TORCH_DTYPES, RuntimeName
+from reid.runtimes.base import TORCH_DTYPES, BatchProfile, RuntimeName
 
 
 def import_torch_tensorrt() -> Any:
@@ -43,6 +49,7 @@ def tensorrt_version() -> str:
 
 class TensorRTRuntime(ArtifactRuntime):
     name: ClassVar[RuntimeName] = "tensorrt"
+    profile: BatchProfile  # an engine is built for a batch range
 
     def __init__(self, path: Path, manifest: ArtifactManifest, device: torch.device | None) -> None:
         if device is not None and device.type != "cuda":
@@ -56,15 +63,39 @@ class TensorRTRuntime(ArtifactRuntime):
         self.path = path
         with torch.cuda.device(device):
             self._module = torch_tensorrt.load(str(path)).module()
+        self._graphs = contextlib.ExitStack()
+        self._cuda_graphs = False
+        self._forward: Forward = self._run
 
     @staticmethod
     def library_version() -> str:
         return tensorrt_version()
 
+    def use_cuda_graphs(self, max_batch_size: int) -> None:
+        profile = self.profile
+        sizes = batch_buckets(min(max_batch_size, profile.max))
+        self.warmup_sizes = tuple(sorted({max(profile.min, size) for size in sizes}))
+        cudagraphs = import_torch_tensorrt().runtime.enable_cudagraphs(self._module)
+        self._module = self._graphs.enter_context(cudagraphs)
+        self._cuda_graphs = True
+        self._forward = pad_to_bucket(self._run, self.warmup_sizes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         with torch.cuda.device(self.device):
             out: torch.Tensor = self._module(x.contiguous())
-        return out.float()
+        # A replayed graph writes its next output over this one: hand out a copy.
+        return out.float().clone() if self._cuda_graphs else out.float()
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "version": self.library_version(), "artifact": str(self.path)}
+        return {
+            "runtime": self.name,
+            "version": self.library_version(),
+            "artifact": str(self.path),
+            "cuda_graphs": self._cuda_graphs,
+        }
+
+    def close(self) -> None:
+        self._graphs.close()

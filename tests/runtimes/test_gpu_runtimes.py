@@ -44,6 +44,26 @@ def test_tensorrt_round_trip_matches_eager_at_batch_1_and_7(
         assert error <= THRESHOLDS[dtype]
 
 
+def test_tensorrt_with_cuda_graphs_matches_without(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch_tensorrt")
+    options = ExportOptions(format="tensorrt", dtype="fp16", batch=BatchProfile(2, 8, 16), num_samples=8)
+    export_checkpoint(tiny_checkpoint, options, tmp_path)
+    images = smooth_images(11, 64, 32, seed=12)
+    plain = load_extractor(tmp_path, options=EngineOptions(device="cuda", flip=True))
+    graphed = load_extractor(
+        tmp_path, options=EngineOptions(device="cuda", flip=True, cuda_graphs=True, max_batch_size=8)
+    )
+    assert graphed.info()["cuda_graphs"] is True
+    assert graphed.runtime.warmup_sizes == (2, 4, 8)  # buckets within the profile (min 2)
+    graphed.warmup()
+    reference = plain.embed_batch(images)
+    for size in (1, 3, 8, 11):
+        got = np.concatenate([graphed.embed_batch(images[i : i + size]) for i in range(0, 11, size)])
+        np.testing.assert_allclose(got, reference, atol=1e-3)
+    graphed.close()
+    plain.close()
+
+
 def test_onnxruntime_cuda_provider_matches_eager(onnx_artifact: Path, tiny_checkpoint: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
