@@ -5,20 +5,21 @@ The engine takes the normalised float32 batch on the GPU and returns float32 fea
 engines torch-tensorrt's autocast decides per layer what runs in low precision, and ``reid export``
 has checked the result against eager fp32 before writing it.
 
-With CUDA graphs (``--cuda-graphs``) torch-tensorrt records one graph per input shape; batches are padded
-to a few bucket sizes within the artifact's profile so that a handful of graphs, recorded at warm-up,
-serve every batch.
+With CUDA graphs (``--cuda-graphs``) batches are padded to a few bucket sizes within the artifact's profile
+and each bucket's engine execution is captured once (at warm-up) by :class:`reid.cudagraphs.GraphedForward`,
+as torch-tensorrt's own whole-graph mode captures a module. Not torch-tensorrt's per-engine mode: it keeps
+one graph per engine and records it again whenever the batch size changes, and it is a process-wide switch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from reid.cudagraphs import GraphedForward
 from reid.errors import ConfigError
 from reid.optimize import Forward, batch_buckets, pad_to_bucket
 from reid.runtimes.artifact import ArtifactManifest, ArtifactRuntime
@@ -63,7 +64,6 @@ class TensorRTRuntime(ArtifactRuntime):
         self.path = path
         with torch.cuda.device(device):
             self._module = torch_tensorrt.load(str(path)).module()
-        self._graphs = contextlib.ExitStack()
         self._cuda_graphs = False
         self._forward: Forward = self._run
 
@@ -75,10 +75,8 @@ class TensorRTRuntime(ArtifactRuntime):
         profile = self.profile
         sizes = batch_buckets(min(max_batch_size, profile.max))
         self.warmup_sizes = tuple(sorted({max(profile.min, size) for size in sizes}))
-        cudagraphs = import_torch_tensorrt().runtime.enable_cudagraphs(self._module)
-        self._module = self._graphs.enter_context(cudagraphs)
         self._cuda_graphs = True
-        self._forward = pad_to_bucket(self._run, self.warmup_sizes)
+        self._forward = pad_to_bucket(GraphedForward(self._run), self.warmup_sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
@@ -86,8 +84,7 @@ class TensorRTRuntime(ArtifactRuntime):
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         with torch.cuda.device(self.device):
             out: torch.Tensor = self._module(x.contiguous())
-        # A replayed graph writes its next output over this one: hand out a copy.
-        return out.float().clone() if self._cuda_graphs else out.float()
+        return out.float()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -96,6 +93,3 @@ class TensorRTRuntime(ArtifactRuntime):
             "artifact": str(self.path),
             "cuda_graphs": self._cuda_graphs,
         }
-
-    def close(self) -> None:
-        self._graphs.close()
