@@ -15,6 +15,7 @@ The decoder also runs on a CPU device (TorchCodec's libjpeg-turbo), which is how
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
-from PIL import ExifTags
+from PIL import ExifTags, Image
 
 from reid.errors import ConfigError, ReidError
 from reid.preprocess import ImageSource, PreprocessConfig, binary_stream, open_header, prepare_image
@@ -76,6 +77,19 @@ class DeviceJpegDecoder:
         self._decode_jpeg = import_decode_jpeg()
         self._lock = threading.Lock()
         self._warned = False
+        self._check()
+
+    def _check(self) -> None:
+        """Decode one small JPEG now: a decoder that cannot work here (no nvJPEG library, no device) is a
+        configuration error at start, not a silent fall-back to Pillow on every batch."""
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 32), (200, 100, 50)).save(buffer, format="JPEG")
+        try:
+            (image,) = self._device_decode([buffer.getvalue()])
+        except (RuntimeError, OSError) as exc:
+            raise ConfigError(f"JPEG decoding on {self.device} does not work here: {exc}") from exc
+        if tuple(image.shape) != (3, 32, 16):
+            raise ConfigError(f"JPEG decoding on {self.device} returned {tuple(image.shape)} for (3, 32, 16)")
 
     def plan(self, src: ImageSource, index: int | None = None) -> torch.Tensor | DeviceJpeg:
         """On a worker thread: a :class:`DeviceJpeg`, or the image decoded by Pillow when the device would

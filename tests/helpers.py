@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reid.checkpoints import Manifest, model_fingerprint, sha256_file, write_manifest, write_safetensors
+from reid.checkpoints import model_fingerprint, write_checkpoint_manifest, write_safetensors
 from reid.engine import EngineOptions, Extractor
 from reid.models import ReIDConfig, ReIDModel, reid_config
 from reid.preprocess import PreprocessConfig
@@ -143,19 +143,9 @@ def write_test_checkpoint(folder: Path) -> Path:
     """Save the model of :func:`tests.helpers.calibrated_extractor` (resnet18, 64×32) with its manifest
     as ``folder/tiny.safetensors``, for ``--weights``; loading it gives the same fingerprint."""
     cfg, preprocess = reid_config("resnet18"), PreprocessConfig(height=64, width=32)
-    model = _calibrated_model(cfg, preprocess, 0)
-    fingerprint = calibrated_extractor().fingerprint
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tiny.safetensors"
-    write_safetensors(model.state_dict(), path)
-    manifest = Manifest(
-        model=cfg,
-        preprocess=preprocess,
-        source="reid",
-        weights_file=path.name,
-        sha256=sha256_file(path),
-        embedding_dim=cfg.embedding_dim,
-        fingerprint=fingerprint,
-    )
-    write_manifest(path, manifest)
+    write_safetensors(_calibrated_model(cfg, preprocess, 0).state_dict(), path)
+    manifest = write_checkpoint_manifest(path, source="reid", config=cfg, preprocess=preprocess)
+    assert manifest.fingerprint == calibrated_extractor().fingerprint
     return path

@@ -174,6 +174,16 @@ def test_preprocessor_keeps_order_and_errors_with_a_device_decoder(tmp_path):
     assert batch.dtype == torch.uint8
 
 
+class BrokenDecoder(DeviceJpegDecoder):
+    def _device_decode(self, data: list[bytes]) -> list[torch.Tensor]:
+        raise RuntimeError("libnvjpeg.so.13: cannot open shared object file")
+
+
+def test_a_decoder_that_cannot_work_here_is_refused_at_start():
+    with pytest.raises(ConfigError, match="does not work here: libnvjpeg"):
+        BrokenDecoder(CFG, CPU)
+
+
 def test_preprocessor_refuses_a_decoder_for_other_settings():
     with pytest.raises(ConfigError, match="configuration"):
         Preprocessor(CFG, device_decoder=DeviceJpegDecoder(PreprocessConfig(height=128, width=64), CPU))

@@ -9,8 +9,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from reid.device_decode import DeviceJpegDecoder
+from reid.device_decode import DeviceJpeg, DeviceJpegDecoder
 from reid.engine import Extractor
+from reid.errors import ReidError
 from reid.export.verify import synthetic_jpegs
 from reid.preprocess import PreprocessConfig
 from tests.app.helpers import b64, files, image_bytes, settings_for, wait_ready
@@ -22,9 +23,9 @@ pytest.importorskip("torchcodec")
 class CountingDecoder(DeviceJpegDecoder):
     decoded = 0
 
-    def _device_decode(self, data: list[bytes]) -> list[torch.Tensor]:
-        CountingDecoder.decoded += len(data)
-        return super()._device_decode(data)
+    def _decode(self, jobs: list[DeviceJpeg]) -> list[torch.Tensor | ReidError]:
+        CountingDecoder.decoded += len(jobs)
+        return super()._decode(jobs)
 
 
 class DeviceDecodingExtractor(Extractor):
