@@ -146,8 +146,34 @@ def test_a_tampered_artifact_is_refused_on_load(openvino_artifact: Path, tmp_pat
         load_extractor(tmp_path / openvino_artifact.name, options=CPU)
 
 
+def test_onnx_fp16_computes_in_fp16_between_float32_ends(
+    tiny_checkpoint: Path, tmp_path: Path, torch_extractor: Extractor
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    options = ExportOptions(format="onnx", dtype="fp16", batch=BatchProfile(1, 8, 16), num_samples=8)
+    result = export_checkpoint(tiny_checkpoint, options, tmp_path)
+    manifest = read_artifact_manifest(result.path)
+    assert manifest.dtype == "fp16"
+    assert manifest.verification.passed
+    graph = onnx.load(str(result.path)).graph
+    weight_types = {init.data_type for init in graph.initializer if len(init.dims) == 4}  # conv weights
+    assert weight_types == {onnx.TensorProto.FLOAT16}
+    for ends in (graph.input, graph.output):
+        assert [e.type.tensor_type.elem_type for e in ends] == [onnx.TensorProto.FLOAT]
+    exported = load_extractor(result.path, options=CPU)
+    images = smooth_images(7, 64, 32, seed=11)
+    reference = torch_extractor.embed_batch(images)
+    for size in (1, 7):
+        error, _ = relative_error(reference, _embed_in_batches(exported, images, size))
+        assert error <= THRESHOLDS["fp16"]
+    # The fingerprint rule: the source's only where the verified error is within the sharing threshold.
+    shares = manifest.verification.relative_error <= SHARE_THRESHOLD
+    assert (exported.fingerprint == torch_extractor.fingerprint) == shares
+    exported.close()
+
+
 def test_unsupported_precisions_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ONNX artifacts are fp32"):
+    with pytest.raises(ConfigError, match="ONNX artifacts are fp32 or fp16"):
         export_checkpoint(tiny_checkpoint, ExportOptions(format="onnx", dtype="bf16"), tmp_path)
     with pytest.raises(ConfigError, match="min <= opt <= max"):
         BatchProfile(4, 2, 8)

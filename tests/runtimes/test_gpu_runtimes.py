@@ -76,6 +76,20 @@ def test_onnxruntime_cuda_provider_matches_eager(onnx_artifact: Path, tiny_check
     assert error <= THRESHOLDS["fp32"]
 
 
+def test_onnx_fp16_on_the_cuda_provider_matches_eager(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed")
+    options = ExportOptions(format="onnx", dtype="fp16", batch=BatchProfile(1, 8, 16), num_samples=8)
+    result = export_checkpoint(tiny_checkpoint, options, tmp_path)
+    exported = load_extractor(result.path, options=GPU)
+    assert "CUDAExecutionProvider" in exported.info()["providers"]
+    images = smooth_images(7, 64, 32, seed=11)
+    reference = load_extractor(tiny_checkpoint, options=EngineOptions(device="cpu")).embed_batch(images)
+    error, _ = relative_error(reference, exported.embed_batch(images))
+    assert error <= THRESHOLDS["fp16"]
+
+
 def test_bench_puts_tensorrt_beside_eager() -> None:
     pytest.importorskip("torch_tensorrt")
     config = BenchConfig(
