@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from reid.checkpoints import load_checkpoint, sha256_file
@@ -61,8 +62,11 @@ _MIN_IMAGES = 8
 _MAX_IMAGES = 64
 _TABLE_HEADER = (
     f"{'variant':<18} {'batch':>5} {'img/s':>10} {'x fp32':>7} {'cos min':>9} {'rel err':>8} {'calls':>5} "
-    f"{'1st call s':>10}"
+    f"{'1st call s':>10} {'% peak':>7}"
 )
+# Square fp32 GEMMs that reach a machine's practical peak: large enough to be compute bound, small enough
+# to take well under a second on 2 CPU cores.
+_GEMM_SIZE = {"cpu": 1024, "cuda": 8192}
 _FORMATS: dict[RuntimeName, Format] = {spec.runtime: name for name, spec in SPECS.items()}
 _NCHW = OptimizeOptions(channels_last=False)
 _NCHW_GRAPHS = OptimizeOptions(channels_last=False, cuda_graphs=True)  # an artifact replayed from CUDA graphs
@@ -221,8 +225,14 @@ class BenchReport:
     input_size: tuple[int, int]
     variants: dict[str, str]
     inter_image_cosine_max: float
+    gflop_per_image: float
+    fp32_peak_gflops: float
     model: list[ModelResult] = field(default_factory=list)
     decode: list[DecodeResult] = field(default_factory=list)
+
+    def percent_of_peak(self, result: ModelResult) -> float:
+        """The model's arithmetic rate in ``result`` as a share of the machine's fp32 GEMM rate."""
+        return 100 * result.images_per_s * self.gflop_per_image / self.fp32_peak_gflops
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -239,13 +249,18 @@ class BenchReport:
         ]
         lines += [
             f"{r.variant:<18} {r.batch_size:>5} {r.images_per_s:>10.1f} {r.ratio:>7.2f} "
-            f"{r.cosine_min:>9.6f} {r.relative_error:>8.1e} {r.calls:>5} {r.first_call_s:>10.2f}"
+            f"{r.cosine_min:>9.6f} {r.relative_error:>8.1e} {r.calls:>5} {r.first_call_s:>10.2f} "
+            f"{self.percent_of_peak(r):>7.1f}"
             for r in self.model
         ]
         closest = self.inter_image_cosine_max
         lines.append(
             f"(largest cosine between two different images' fp32 embeddings: {closest:.4f}; rel err: largest "
             "distance to fp32 eager / median distance between two different images, as reid export checks)"
+        )
+        lines.append(
+            f"(% peak: the model's {self.gflop_per_image:.2f} GFLOP per image at that rate, as a share of "
+            f"this machine's fp32 GEMM rate, {self.fp32_peak_gflops:,.0f} GFLOP/s: its practical fp32 peak)"
         )
         for d in self.decode:
             sh, sw = d.source_size
@@ -272,6 +287,32 @@ def calibrate_batchnorm(model: ModuleT, batches: Iterable[torch.Tensor]) -> Modu
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     return calibrated.eval()
+
+
+def gflop_per_image(model: nn.Module, preprocess: PreprocessConfig) -> float:
+    """Floating-point operations of one image's forward (a multiply-add counts two), in GFLOP."""
+    x = torch.zeros((1, 3, preprocess.height, preprocess.width))
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        copy.deepcopy(model).eval().float().cpu()(x)
+    return counter.get_total_flops() / 1e9
+
+
+def fp32_peak_gflops(device: torch.device, *, repeats: int = 5) -> float:
+    """The best rate of a large square fp32 matrix product on ``device`` (TF32 off), in GFLOP/s: what this
+    machine's BLAS reaches, the practical fp32 peak a convolutional model can be compared with."""
+    n = _GEMM_SIZE[device.type]
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.rand((n, n), generator=generator).to(device) for _ in range(2))
+    sync = _synchronize(device)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        torch.mm(a, b)  # warm-up: threads, kernels
+        best = min(_seconds(partial(torch.mm, a), b, sync) for _ in range(repeats))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    return 2 * n**3 / best / 1e9
 
 
 def min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -570,6 +611,8 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
         input_size=(preprocess.height, preprocess.width),
         variants={v.name: v.describe() for v in variants},
         inter_image_cosine_max=max_cross_cosine(fp32),
+        gflop_per_image=gflop_per_image(model, preprocess),
+        fp32_peak_gflops=fp32_peak_gflops(device),
         model=results,
         decode=decode,
     )

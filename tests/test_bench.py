@@ -20,6 +20,7 @@ from reid.bench import (
     Variant,
     bench_model,
     calibrate_batchnorm,
+    gflop_per_image,
     max_cross_cosine,
     min_cosine,
     run_benchmark,
@@ -147,6 +148,12 @@ def test_bench_model_reports_ratios_and_cosines_of_each_variant():
     assert results[3].cosine_min < 1 - 1e-6
 
 
+def test_flops_count_a_multiply_add_as_two():
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    # 4 output channels × 8×4 positions × (3 channels × 3×3 taps) multiply-adds, two FLOPs each.
+    assert gflop_per_image(conv, PreprocessConfig(height=8, width=4)) == pytest.approx(2 * 4 * 32 * 27 / 1e9)
+
+
 def test_run_benchmark_end_to_end(tmp_path):
     config = BenchConfig(
         preset="resnet18",
@@ -169,6 +176,12 @@ def test_run_benchmark_end_to_end(tmp_path):
     assert "fold_bn" in text
     assert "decode+preprocess" in text
     assert "x fp32" in text
+    assert "% peak" in text
+    assert report.gflop_per_image == pytest.approx(gflop_per_image(create_reid_model("resnet18"), TINY))
+    assert report.fp32_peak_gflops > 1
+    assert report.percent_of_peak(report.model[0]) == pytest.approx(
+        100 * report.model[0].images_per_s * report.gflop_per_image / report.fp32_peak_gflops
+    )
     round_trip = json.loads(json.dumps(report.to_dict()))
     assert round_trip["model"][1]["variant"] == "fold_bn"
 
