@@ -64,9 +64,9 @@ _TABLE_HEADER = (
     f"{'variant':<18} {'batch':>5} {'img/s':>10} {'x fp32':>7} {'cos min':>9} {'rel err':>8} {'calls':>5} "
     f"{'1st call s':>10} {'% peak':>7}"
 )
-# Square fp32 GEMMs that reach a machine's practical peak: large enough to be compute bound, small enough
-# to take well under a second on 2 CPU cores.
-_GEMM_SIZE = {"cpu": 1024, "cuda": 8192}
+# A square GEMM's size and a 3×3 convolution's (batch, channels, side) that reach a machine's practical fp32
+# peak: large enough to be compute bound, small enough to take a few hundredths of a second on 2 CPU cores.
+_PEAK_SHAPES = {"cpu": (1024, (8, 256, 32)), "cuda": (8192, (64, 512, 64))}
 _FORMATS: dict[RuntimeName, Format] = {spec.runtime: name for name, spec in SPECS.items()}
 _NCHW = OptimizeOptions(channels_last=False)
 _NCHW_GRAPHS = OptimizeOptions(channels_last=False, cuda_graphs=True)  # an artifact replayed from CUDA graphs
@@ -231,7 +231,7 @@ class BenchReport:
     decode: list[DecodeResult] = field(default_factory=list)
 
     def percent_of_peak(self, result: ModelResult) -> float:
-        """The model's arithmetic rate in ``result`` as a share of the machine's fp32 GEMM rate."""
+        """The model's arithmetic rate in ``result`` as a share of the machine's practical fp32 peak."""
         return 100 * result.images_per_s * self.gflop_per_image / self.fp32_peak_gflops
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,7 +260,8 @@ class BenchReport:
         )
         lines.append(
             f"(% peak: the model's {self.gflop_per_image:.2f} GFLOP per image at that rate, as a share of "
-            f"this machine's fp32 GEMM rate, {self.fp32_peak_gflops:,.0f} GFLOP/s: its practical fp32 peak)"
+            f"this machine's practical fp32 peak, {self.fp32_peak_gflops:,.0f} GFLOP/s: its fastest large "
+            "fp32 matrix product or 3x3 convolution)"
         )
         for d in self.decode:
             sh, sw = d.source_size
@@ -299,20 +300,32 @@ def gflop_per_image(model: nn.Module, preprocess: PreprocessConfig) -> float:
 
 
 def fp32_peak_gflops(device: torch.device, *, repeats: int = 5) -> float:
-    """The best rate of a large square fp32 matrix product on ``device`` (TF32 off), in GFLOP/s: what this
-    machine's BLAS reaches, the practical fp32 peak a convolutional model can be compared with."""
-    n = _GEMM_SIZE[device.type]
+    """The practical fp32 peak of ``device`` in GFLOP/s: the faster of a large square matrix product and a
+    large 3×3 convolution (channels_last), TF32 off. Both, because the BLAS may not be the fastest library
+    on a CPU (MKL leaves AVX-512 unused on AMD CPUs, where oneDNN's convolutions use it)."""
+    gemm, (batch, channels, side) = _PEAK_SHAPES[device.type]
     generator = torch.Generator().manual_seed(0)
-    a, b = (torch.rand((n, n), generator=generator).to(device) for _ in range(2))
+    a, b = (torch.rand((gemm, gemm), generator=generator).to(device) for _ in range(2))
+    x = torch.rand((batch, channels, side, side), generator=generator).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.rand((channels, channels, 3, 3), generator=generator).to(device)
+    kernels = (  # (FLOP per call, function, argument)
+        (2 * gemm**3, partial(torch.mm, a), b),
+        (2 * batch * channels * channels * 9 * side * side, partial(F.conv2d, weight=w, padding=1), x),
+    )
     sync = _synchronize(device)
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        torch.mm(a, b)  # warm-up: threads, kernels
-        best = min(_seconds(partial(torch.mm, a), b, sync) for _ in range(repeats))
+        with torch.inference_mode(), _cudnn_benchmark(device):
+            rates = []
+            for flop, kernel, arg in kernels:
+                kernel(arg)  # warm-up: threads, algorithm choice
+                best = min(_seconds(kernel, arg, sync) for _ in range(repeats))
+                rates.append(flop / best / 1e9)
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
-    return 2 * n**3 / best / 1e9
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return max(rates)
 
 
 def min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
