@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,10 +101,19 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+# Set to run oneDNN/MKL below the CPU's instruction set (make test-portable does): freezing's pre-packed
+# weights then corrupt memory (NaN embeddings, or a crash in malloc) with torch 2.14.
+_ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def compile_model(model: nn.Module, *, mode: str | None = None) -> Forward:
     """``torch.compile`` with Inductor freezing (parameters become constants; takes effect under
-    ``torch.no_grad``/``inference_mode``). Static shapes: each new batch size compiles once more."""
-    compiled: Forward = torch.compile(model, mode=mode, dynamic=False, options={"freezing": True})
+    ``torch.no_grad``/``inference_mode``). Static shapes: each new batch size compiles once more.
+    Without freezing where an ISA limit is set (see ``_ISA_LIMITS``)."""
+    limits = [name for name in _ISA_LIMITS if os.environ.get(name)]
+    if limits:
+        logger.warning("%s set: compiling without freezing (its packed weights break under it)", limits)
+    compiled: Forward = torch.compile(model, mode=mode, dynamic=False, options={"freezing": not limits})
     return compiled
 
 

@@ -16,6 +16,7 @@ from reid.models import create_reid_model
 from reid.optimize import (
     OptimizeOptions,
     batch_buckets,
+    compile_model,
     fold_batchnorm,
     optimize_model,
     pad_to_bucket,
@@ -160,6 +161,18 @@ def test_bucketed_model_matches_unpadded(calibrated):
 def test_options_refuse_unordered_buckets():
     with pytest.raises(ConfigError, match="batch_buckets"):
         OptimizeOptions(batch_buckets=(4, 2))
+
+
+@pytest.mark.parametrize("limit", [None, "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"])
+def test_freezing_is_off_under_an_isa_limit(monkeypatch, limit):
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    if limit is not None:
+        monkeypatch.setenv(limit, "AVX2")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: seen.update(kwargs) or model)
+    compile_model(torch.nn.Identity())
+    assert seen["options"] == {"freezing": limit is None}
 
 
 @pytest.mark.slow
