@@ -70,10 +70,10 @@ ARTIFACT="$(find "$WORK/trt" -name '*.ep' -print -quit 2>/dev/null || true)"
 if [[ -n "$ARTIFACT" ]]; then
     step "HTTP /embed vs model only, 64 clients, TensorRT fp16" 150 \
         "$PYTHON" benchmarks/load_test.py --weights "$ARTIFACT" --device cuda --max-batch-size 64 \
-        --concurrency 64 --duration 15
+        --concurrency 64 --duration 10
     step "HTTP /embed vs model only, 64 clients, TensorRT fp16, CUDA graphs, GPU decoding" 150 \
         "$PYTHON" benchmarks/load_test.py --weights "$ARTIFACT" --device cuda --max-batch-size 64 \
-        --concurrency 64 --duration 15 --cuda-graphs --gpu-decode
+        --concurrency 64 --duration 10 --cuda-graphs --gpu-decode
 else
     echo "--- no TensorRT artifact: HTTP step skipped"
     FAILED+=("HTTP /embed")
