@@ -109,7 +109,7 @@ CUDA_VARIANTS = (
     Variant("fp16", OptimizeOptions(dtype=torch.float16)),
     Variant("bf16", OptimizeOptions(dtype=torch.bfloat16)),
     Variant("bf16+compile", OptimizeOptions(dtype=torch.bfloat16, compile=True)),
-    Variant("bf16+graphs", OptimizeOptions(dtype=torch.bfloat16, fold_bn=True, cuda_graphs=True)),
+    Variant("bf16+graphs", OptimizeOptions(dtype=torch.bfloat16, cuda_graphs=True)),
     Variant("tensorrt-fp16", _NCHW, "tensorrt", "fp16"),
     Variant("tensorrt-fp16+graphs", _NCHW_GRAPHS, "tensorrt", "fp16"),
     Variant("tensorrt-bf16", _NCHW, "tensorrt", "bf16"),
