@@ -79,10 +79,23 @@ def command_words(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return []
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that a command that sets ``trailing_ints`` (the name of its list of
+    integer positionals) also takes the integers given after its flags: argparse ends a subcommand's
+    positionals at its first flag, so ``reid gallery delete G --backend milvus 1 2`` would refuse 1 and 2."""
+    args, extra = parser.parse_known_args(argv)
+    name = getattr(args, "trailing_ints", None)
+    if extra and name and all(word.isdigit() for word in extra):
+        setattr(args, name, [*getattr(args, name), *map(int, extra)])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

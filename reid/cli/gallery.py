@@ -69,7 +69,7 @@ def register(sub: Any) -> None:
     delete.add_argument(
         "--dry-run", action="store_true", help="print how many items would go; change nothing"
     )
-    delete.set_defaults(func=run_delete)
+    delete.set_defaults(func=run_delete, trailing_ints="ids")
 
     retention = _action(
         commands, "retention", "show, set or remove how long the gallery keeps items", RETENTION_DESCRIPTION

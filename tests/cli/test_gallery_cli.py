@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reid.cli import gallery as gallery_cli
-from reid.cli import main
+from reid.cli import main, parse
 from reid.errors import ConfigError, GalleryError, NotFound
 from reid.gallery import BACKENDS, GalleryItem, GallerySpec, RetentionPolicy, StoreOptions, audit
 from reid.gallery.retention import DAY
@@ -15,7 +15,7 @@ from reid.gallery.retention import DAY
 def _run(*argv):
     parser = argparse.ArgumentParser(prog="reid")
     gallery_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["gallery", *map(str, argv)])
+    args = parse(parser, ["gallery", *map(str, argv)])
     return args.func(args)
 
 
@@ -177,9 +177,14 @@ def test_delete_by_filter_erases_and_dry_run_only_counts(gallery, spec, capsys):
 
 
 def test_delete_by_id_dry_run_counts_what_would_go(gallery, spec, capsys):
-    location, *backend = gallery  # ids follow the gallery: argparse ends positionals at the first flag
+    location, *backend = gallery
     assert _run("delete", location, "1", "2", "--key", "item1", "--dry-run", *backend) == 0
     assert capsys.readouterr().out.strip() == "would delete 2 item(s); nothing was deleted"
+    # Ids after the flags too (argparse alone ends a subcommand's positionals at its first flag).
+    assert _run("delete", location, "1", "--dry-run", *backend, "2", "3") == 0
+    assert capsys.readouterr().out.strip() == "would delete 3 item(s); nothing was deleted"
+    with pytest.raises(SystemExit):
+        _run("delete", location, "--dry-run", *backend, "2", "x")
     with pytest.raises(NotFound, match="id 99"):  # as the deletion would refuse it
         _run("delete", location, "1", "99", "--dry-run", *backend)
     assert len(_keys(spec)) == 4
