@@ -34,10 +34,8 @@ import importlib
 import json
 import logging
 import os
-import platform
 import runpy
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hostinfo import cpu_description, spread
 
 logger = logging.getLogger("fastreid_compare")
 
 CONFIG = "configs/Market1501/bagtricks_R50-ibn.yml"
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 REPO = Path(__file__).resolve().parent.parent
 PROBE_IMAGES = 16
 
@@ -188,23 +186,6 @@ class Variant:
     out: Path
 
 
-def cpu_description() -> str:
-    """CPU model and the SIMD flags that decide the runtime (from /proc/cpuinfo on Linux)."""
-    model, family, flags = platform.processor() or platform.machine(), "", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "cpu family":
-                family = f" (family {value.strip()})"
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    listed = " ".join(f"{f}{'+' if f in flags else '-'}" for f in CPU_FLAGS)
-    return f"{model}{family}, {os.cpu_count()} logical CPUs; {listed}"
-
-
 def synthesize(folder: Path, count: int, height: int, width: int) -> None:
     """``count`` Market-style crops from reid's synthetic generator, flattened into one folder."""
     from reid.datasets import make_synthetic_market
@@ -252,15 +233,11 @@ def read_features(out: Path, names: Sequence[str]) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def inter_image_distance(features: np.ndarray) -> float:
-    """Median distance between two different images' unit embeddings: the scale errors are judged on."""
-    first, second = np.triu_indices(len(features), k=1)
-    return float(np.median(np.linalg.norm(features[first] - features[second], axis=1)))
-
-
 def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
     """Cosine per image, and the distance per image relative to the reference's inter-image distance."""
-    scale = inter_image_distance(reference)
+    from reid.export.verify import median_distance
+
+    scale = median_distance(reference)
     distance = np.linalg.norm(reference - other, axis=1)
     return {
         "min_cosine": float((reference * other).sum(1).min()),
@@ -330,10 +307,6 @@ def variants(
     for variant in found:
         variant.command += ["--out", str(variant.out)]
     return found
-
-
-def spread(values: Sequence[float], digits: int = 1) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
 def benchmark(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ from pathlib import Path
 import load_test
 import numpy as np
 import torch
+from hostinfo import cpu_description, spread
 from load_client import Tally
 
 from reid.bench import calibrate_batchnorm
@@ -62,7 +63,6 @@ from reid.preprocess import PreprocessConfig, Preprocessor, normalize
 
 logger = logging.getLogger("runtime_paths")
 REPO = Path(__file__).resolve().parent.parent
-CPU_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 LOADED = re.compile(r"^(\S+ \S+) INFO reid\.engine: loaded ")
 INDEX_RATE = re.compile(r"indexed (\d+),.*?([\d.]+) img/s")
 
@@ -312,10 +312,6 @@ def http_name(concurrency: int, images: int) -> str:
     return f"HTTP {concurrency}×{images} img"
 
 
-def spread(values: Sequence[float]) -> str:
-    return f"{statistics.median(values):6.1f} ({min(values):.1f}–{max(values):.1f})"
-
-
 def report(results: dict[str, Rates], ceiling_name: str, loads: list[float]) -> None:
     ceiling = statistics.median(results[ceiling_name].rates)
     print(f"\n{'path':<18} {'img/s median (min–max)':<24} {'× model only':>12}  other medians")
@@ -331,18 +327,6 @@ def report(results: dict[str, Rates], ceiling_name: str, loads: list[float]) -> 
             rate = statistics.median(result.notes.get("img/s after load", result.rates))
             print(f"  {result.name:<18} {rate / embed_ready:6.2f}")
     print(f"load average (1 min) during the run: {min(loads):.2f}–{max(loads):.2f}")
-
-
-def cpu_description() -> str:
-    model, flags = "", set[str]()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    listed = " ".join(f"{flag}{'+' if flag in flags else '-'}" for flag in CPU_FLAGS)
-    return f"{model}, {os.cpu_count()} logical CPUs; {listed}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
