@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
+from annotated_types import Interval
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -36,7 +37,8 @@ EXAMPLE_MODEL = "se_resnet50_ibn_a-3f1c9a7be20d4c58"
 # A 1×1 white PNG, so the examples can be sent as they are.
 EXAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
 
-Int64 = Annotated[int, Field(ge=-(2**63), le=INT64_MAX)]
+INT64_RANGE = Interval(ge=-(2**63), le=INT64_MAX)
+Int64 = Annotated[int, INT64_RANGE]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Base64Image = Annotated[
     str,
@@ -230,9 +232,7 @@ GroupBy = Literal["track_id", "person_id"]
 
 # Strict: JSON true must not turn into 1 (a condition on a boolean is refused, not guessed).
 MetadataCondition = (
-    StrictStr
-    | Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)]
-    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    StrictStr | Annotated[StrictInt, INT64_RANGE] | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 )
 
 

@@ -18,9 +18,9 @@ from reid.errors import ConfigError
 from reid.gallery.items import INSERTED_FIELD, TIMESTAMP_FIELD
 
 MetadataValue = str | int | float
-# Top-level metadata keys a filter may name: safe inside a SQLite JSON path and a Milvus expression alike.
 # The inclusive time ranges: the item field each bounds, and the conditions holding its lower and upper bound.
 TIME_RANGES = ((TIMESTAMP_FIELD, "time_from", "time_to"), (INSERTED_FIELD, "inserted_from", "inserted_to"))
+# Top-level metadata keys a filter may name: safe inside a SQLite JSON path and a Milvus expression alike.
 METADATA_KEY = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
 
