@@ -73,7 +73,8 @@ class OptimizeOptions:
         if self.fold_bn:
             parts.append("BN folded")
         if self.compile:
-            parts.append(f"compiled ({self.compile_mode or 'default'}, freezing)")
+            freezing = "no freezing" if isa_limits() else "freezing"
+            parts.append(f"compiled ({self.compile_mode or 'default'}, {freezing})")
         if self.cuda_graphs:
             parts.append("CUDA graphs")
         if self.batch_buckets:
@@ -106,11 +107,16 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 _ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
+def isa_limits() -> list[str]:
+    """The ISA-limiting variables set in the environment (``_ISA_LIMITS``)."""
+    return [name for name in _ISA_LIMITS if os.environ.get(name)]
+
+
 def compile_model(model: nn.Module, *, mode: str | None = None) -> Forward:
     """``torch.compile`` with Inductor freezing (parameters become constants; takes effect under
     ``torch.no_grad``/``inference_mode``). Static shapes: each new batch size compiles once more.
     Without freezing where an ISA limit is set (see ``_ISA_LIMITS``)."""
-    limits = [name for name in _ISA_LIMITS if os.environ.get(name)]
+    limits = isa_limits()
     if limits:
         logger.warning("%s set: compiling without freezing (its packed weights break under it)", limits)
     compiled: Forward = torch.compile(model, mode=mode, dynamic=False, options={"freezing": not limits})

@@ -116,10 +116,19 @@ def test_native_bf16_reads_the_cpu_probes(monkeypatch, probes, native):
     assert optimize.native_bf16_cpu() is native
 
 
-def test_describe_names_every_choice():
-    text = OptimizeOptions(dtype=torch.bfloat16, fold_bn=True, compile=True, batch_buckets=(1, 4)).describe()
+def _clear_isa_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_describe_names_every_choice(monkeypatch):
+    _clear_isa_limits(monkeypatch)
+    options = OptimizeOptions(dtype=torch.bfloat16, fold_bn=True, compile=True, batch_buckets=(1, 4))
+    text = options.describe()
     assert text == "bfloat16, channels_last, BN folded, compiled (default, freezing), batches padded to 1/4"
     assert OptimizeOptions(channels_last=False).describe() == "float32, NCHW"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "compiled (default, no freezing)" in options.describe()
 
 
 @pytest.mark.parametrize(
@@ -165,8 +174,7 @@ def test_options_refuse_unordered_buckets():
 
 @pytest.mark.parametrize("limit", [None, "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"])
 def test_freezing_is_off_under_an_isa_limit(monkeypatch, limit):
-    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
-        monkeypatch.delenv(name, raising=False)
+    _clear_isa_limits(monkeypatch)
     if limit is not None:
         monkeypatch.setenv(limit, "AVX2")
     seen: dict[str, object] = {}
