@@ -20,6 +20,7 @@ from reid.device_decode import DeviceJpeg
 from reid.engine import Extractor
 from reid.errors import InvalidImage, TooManyImages
 from reid.preprocess import PreprocessConfig, prepare_image, stack_prepared
+from reid.telemetry import Metrics
 
 # Bytes are an uploaded file; a str is always base64 text (never a path: clients must not name server files).
 ImageInput = bytes | str
@@ -65,6 +66,7 @@ class EmbeddingService:
         self,
         extractor: Extractor,
         batcher: DynamicBatcher,
+        metrics: Metrics,
         *,
         max_images: int,
         max_pixels: int,
@@ -72,12 +74,13 @@ class EmbeddingService:
     ) -> None:
         self.extractor = extractor
         self.batcher = batcher
+        self.metrics = metrics
         self.max_images = max_images
         self.preprocess: PreprocessConfig = replace(extractor.preprocess, max_pixels=max_pixels)
         workers = decode_workers or min(8, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reid-http-decode")
         # With gpu_decode the pool only reads and checks images; JPEGs are decoded on the model's GPU.
-        self._device_decoder = extractor.device_decoder(self.preprocess)
+        self._device_decoder = extractor.device_decoder(self.preprocess, observe=metrics.count_decoded)
 
     @property
     def fingerprint(self) -> str:
@@ -118,6 +121,7 @@ class EmbeddingService:
                 raise result
             planned.append(result)
         if self._device_decoder is None:
+            self.metrics.count_decoded("pillow", len(planned))
             return torch.stack([item for item in planned if isinstance(item, torch.Tensor)])
         finished = await loop.run_in_executor(self._pool, self._device_decoder.finish, planned)
         return stack_prepared(finished, self.preprocess)

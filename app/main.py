@@ -108,6 +108,7 @@ async def start_service(
         embedder = EmbeddingService(
             extractor,
             batcher,
+            service.metrics,
             max_images=settings.max_images_per_request,
             max_pixels=settings.max_pixels,
             decode_workers=settings.decode_workers,

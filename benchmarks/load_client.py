@@ -45,6 +45,16 @@ def batch_totals(metrics_text: str) -> tuple[float, float]:
     return values["reid_batch_size_sum"], values["reid_batch_size_count"]
 
 
+def decoded_totals(metrics_text: str) -> dict[str, float]:
+    """Images decoded so far by each decoder (pillow, device, pillow_fallback), from reid_decoded_images."""
+    return {
+        sample.labels["decoder"]: sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "reid_decoded_images_total"
+    }
+
+
 SERVER_TIMES = ("x-decode-time", "x-queue-time", "x-inference-time")
 
 

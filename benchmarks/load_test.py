@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 import torch
 import uvicorn
-from load_client import SERVER_TIMES, Tally, person_jpeg
+from load_client import SERVER_TIMES, Tally, decoded_totals, person_jpeg
 from tqdm import tqdm
 
 from app.main import create_app
@@ -202,15 +202,16 @@ def main(argv: list[str] | None = None) -> int:
                 if not answer:
                     raise RuntimeError("the load client stopped (its error is above)")
                 http.add(Tally(**json.loads(answer)))
+            decoded = decoded_totals(httpx.get(f"{url}/metrics", timeout=30).text)
         finally:
             client.stdin.close()
             client.wait(timeout=120)
     extractor.close()
-    report(model_images / model_seconds, http)
+    report(model_images / model_seconds, http, decoded)
     return 0 if http.completed and not http.errors else 1
 
 
-def report(model_ips: float, http: Tally) -> None:
+def report(model_ips: float, http: Tally, decoded: dict[str, float]) -> None:
     http_ips = (http.completed - http.errors) / http.seconds
     print(f"model only : {model_ips:8.1f} img/s  (full batches of decoded crops)")
     requests = f"{http.completed} single-image JPEG requests, {http.errors} errors"
@@ -223,6 +224,8 @@ def report(model_ips: float, http: Tally) -> None:
     print(
         f"server time: decode {decode:.1f} ms, queue {queue:.1f} ms, inference {infer:.1f} ms (request means)"
     )
+    # With --gpu-decode, proof that the JPEGs reached the GPU (whole run, warm-ups included).
+    print("decoded by : " + ", ".join(f"{name} {int(n)}" for name, n in sorted(decoded.items())))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -44,6 +44,9 @@ class DeviceJpeg:
 
 
 Planned: TypeAlias = torch.Tensor | DeviceJpeg | ReidError
+# Told how many images each finished batch sent where: "device", "pillow" (planned so: PNG, EXIF-rotated...)
+# or "pillow_fallback" (the device refused their batch). The service counts them in a metric.
+DecodeObserver: TypeAlias = Callable[[str, int], None]
 
 
 def import_decode_jpeg() -> Any:
@@ -71,9 +74,12 @@ class DeviceJpegDecoder:
     """Decodes the JPEGs of a batch on ``device`` (see the module docstring). Thread-safe: planning runs on
     any thread; the batched decodes are serialised."""
 
-    def __init__(self, cfg: PreprocessConfig, device: torch.device) -> None:
+    def __init__(
+        self, cfg: PreprocessConfig, device: torch.device, *, observe: DecodeObserver | None = None
+    ) -> None:
         self.cfg = cfg
         self.device = device
+        self._observe = observe
         self._decode_jpeg = import_decode_jpeg()
         self._lock = threading.Lock()
         self._warned = False
@@ -111,6 +117,7 @@ class DeviceJpegDecoder:
     def finish(self, planned: Sequence[Planned]) -> list[torch.Tensor | ReidError]:
         """Every planned image as a uint8 (3, H, W) tensor on the device, or its error, in order."""
         decoded = iter(self._decode([item for item in planned if isinstance(item, DeviceJpeg)]))
+        self._tell("pillow", sum(isinstance(item, torch.Tensor) for item in planned))
         return [
             next(decoded)
             if isinstance(item, DeviceJpeg)
@@ -131,8 +138,14 @@ class DeviceJpegDecoder:
             if not self._warned:
                 logger.warning("%s could not decode a batch (%s); decoding it with Pillow", self.device, exc)
                 self._warned = True
+            self._tell("pillow_fallback", len(jobs))
             return [self._on_cpu(job) for job in jobs]
+        self._tell("device", len(jobs))
         return [resize(image, self.cfg) for image in decoded]
+
+    def _tell(self, decoder: str, images: int) -> None:
+        if self._observe is not None and images:
+            self._observe(decoder, images)
 
     def _device_decode(self, data: list[bytes]) -> list[torch.Tensor]:
         if self.device.type != "cuda":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reid.checkpoints import load_checkpoint, model_fingerprint
-from reid.device_decode import DeviceJpegDecoder
+from reid.device_decode import DecodeObserver, DeviceJpegDecoder
 from reid.errors import ConfigError, ReidError
 from reid.models import ReIDConfig, ReIDModel, reid_config
 from reid.optimize import pad_to_bucket
@@ -177,13 +177,15 @@ class Extractor:
         # Inputs reach a GPU through reused pinned buffers, copied on a side stream (reid/transfer.py).
         self._uploader = PinnedUploader(self.device) if self.device.type == "cuda" else None
 
-    def device_decoder(self, preprocess: PreprocessConfig) -> DeviceJpegDecoder | None:
+    def device_decoder(
+        self, preprocess: PreprocessConfig, observe: DecodeObserver | None = None
+    ) -> DeviceJpegDecoder | None:
         """A decoder of JPEGs on the model's GPU for ``preprocess`` when the options ask for one."""
         if not self.options.gpu_decode:
             return None
         if self.device.type != "cuda":
             raise ConfigError(f"gpu_decode decodes on the model's GPU, but the model runs on {self.device}")
-        return DeviceJpegDecoder(preprocess, self.device)
+        return DeviceJpegDecoder(preprocess, self.device, observe=observe)
 
     # --- construction -------------------------------------------------------------------------------
 

@@ -39,3 +39,13 @@ class Metrics:
         self.rejected = Counter(
             "reid_queue_rejections", "Requests refused because the queue was full", registry=r
         )
+        # With GPU decoding, how many JPEGs really reach the GPU, and how many nvJPEG refused.
+        self.decoded_images = Counter(
+            "reid_decoded_images",
+            "Images decoded for the model, by decoder (pillow, device, pillow_fallback)",
+            ["decoder"],
+            registry=r,
+        )
+
+    def count_decoded(self, decoder: str, images: int) -> None:
+        self.decoded_images.labels(decoder=decoder).inc(images)

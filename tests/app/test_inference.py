@@ -5,34 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from reid.device_decode import DeviceJpeg, DeviceJpegDecoder
+from reid.device_decode import DecodeObserver, DeviceJpegDecoder
 from reid.engine import Extractor
-from reid.errors import ReidError
 from reid.export.verify import synthetic_jpegs
 from reid.preprocess import PreprocessConfig
-from tests.app.helpers import b64, files, image_bytes, settings_for, wait_ready
+from tests.app.helpers import b64, files, image_bytes, metric_samples, settings_for, wait_ready
 from tests.helpers import tiny_extractor
 
 pytest.importorskip("torchcodec")
 
 
-class CountingDecoder(DeviceJpegDecoder):
-    decoded = 0
-
-    def _decode(self, jobs: list[DeviceJpeg]) -> list[torch.Tensor | ReidError]:
-        CountingDecoder.decoded += len(jobs)
-        return super()._decode(jobs)
-
-
 class DeviceDecodingExtractor(Extractor):
     """Decodes on the CPU as ``gpu_decode`` would on the GPU (an Extractor refuses gpu_decode on a CPU)."""
 
-    def device_decoder(self, preprocess: PreprocessConfig) -> DeviceJpegDecoder:
-        return CountingDecoder(preprocess, self.device)
+    def device_decoder(
+        self, preprocess: PreprocessConfig, observe: DecodeObserver | None = None
+    ) -> DeviceJpegDecoder:
+        return DeviceJpegDecoder(preprocess, self.device, observe=observe)
 
 
 def test_embed_with_device_decoding_matches_the_pillow_path(tmp_path, extractor: Extractor):
@@ -44,8 +36,10 @@ def test_embed_with_device_decoding_matches_the_pillow_path(tmp_path, extractor:
         assert response.status_code == 200, response.text
         ours = np.asarray([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
         bad = client.post("/embed", json={"images": [b64(images[0]), b64(images[1][:200] + b"\xff\xd9")]})
+        decoded = metric_samples(client.get("/metrics").text, "reid_decoded_images_total")
     device_extractor.close()
-    assert CountingDecoder.decoded == 3  # the JPEGs of the first request; the PNG went to Pillow
+    # The JPEGs of the first request went to the device, its PNG to Pillow; the bad request never got there.
+    assert decoded == {(("decoder", "device"),): 3, (("decoder", "pillow"),): 1}
     theirs = extractor.embed(images)
     between = float(np.median([np.linalg.norm(theirs[i] - theirs[j]) for i in range(4) for j in range(i)]))
     assert float(np.linalg.norm(ours - theirs, axis=1).max()) < 0.05 * between

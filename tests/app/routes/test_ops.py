@@ -115,6 +115,7 @@ def test_metrics_record_requests_by_route_template(client):
     assert latency[(("route", "unmatched"), ("status", "404"))] == 1
     # warm-up forwards run outside the batcher, so only the request's two images count
     assert metric_samples(response.text, "reid_images_embedded_total")[()] == 2
+    assert metric_samples(response.text, "reid_decoded_images_total") == {(("decoder", "pillow"),): 2}
     for name in (
         "reid_queue_time_seconds_count",
         "reid_inference_time_seconds_count",
