@@ -19,6 +19,9 @@ PYTHON="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/reid-gpu-check.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
+# What outlives the run (the bench's JSON): RESULTS, else $OUT where a device runner sets it, else here.
+RESULTS="${RESULTS:-${OUT:-.}}"
+mkdir -p "$RESULTS"
 FAILED=()
 
 step() {
@@ -60,7 +63,7 @@ step "model only: torch and TensorRT at batch 1/32/256" 300 \
     "$PYTHON" -m reid bench --device cuda "${BENCH_WEIGHTS[@]}" --batch-sizes 1,32,256 \
     --runtime torch,tensorrt --variants fp16,bf16,bf16+graphs,tensorrt-fp16,tensorrt-fp16+graphs \
     --min-time 1 --rounds 2 \
-    --decode-threads "1,$(nproc)" --json "$WORK/bench.json"
+    --decode-threads "1,$(nproc)" --json "$RESULTS/gpu_check_bench.json"
 
 step "export TensorRT fp16 (batch 1..64)" 240 \
     "$PYTHON" -m reid export "$CHECKPOINT" --format tensorrt --dtype fp16 \

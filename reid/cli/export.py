@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
         default="auto",
         choices=("auto", "fp32", "bf16", "fp16", "int8"),
         help="precision (default: fp32 for onnx, bf16 for openvino where the CPU has it natively, "
-        "fp16 for tensorrt); fp16 onnx: for ONNX Runtime's CUDA/TensorRT providers; int8: openvino with "
+        "fp16 for tensorrt); fp16 onnx: for ONNX Runtime's CUDA provider; int8: openvino with "
         "--calibration",
     )
     p.add_argument("--min-batch", type=int, default=_DEFAULT.min, help=f"default {_DEFAULT.min}")

@@ -1,10 +1,11 @@
 """TensorRT writer: ``torch.export`` with a dynamic batch axis → torch-tensorrt dynamo compile (engines
 built for the profile's min/opt/max batch) → a ``.ep`` exported program with the engines inside.
 
-fp16/bf16 use torch-tensorrt's rule-based autocast over an explicitly typed network (TensorRT 10
-deprecated weak typing), so norms and reductions it judges sensitive stay fp32; the InstanceNorm half of
-IBN is such a layer. Built engines are cached (torch-tensorrt's engine cache), so exporting the same
-model again with the same settings skips the build.
+fp16/bf16 use torch-tensorrt's rule-based autocast (``enable_autocast`` with
+``autocast_low_precision_type``: since 2.13 networks are always strongly typed and ``enabled_precisions``
+is gone; an unknown keyword is silently ignored, which would build fp32), so norms and reductions it judges
+sensitive stay fp32; the InstanceNorm half of IBN is such a layer. Engines keep immutable weights, the
+fastest kind: torch-tensorrt caches only refittable engines, so every export builds.
 """
 
 from __future__ import annotations
@@ -44,17 +45,13 @@ def write_tensorrt(model: ReIDModel, request: WriteRequest, out: Path) -> list[P
             dtype=torch.float32,
         )
     ]
-    low_precision = (
-        {"enable_autocast": True, "low_precision_type": TORCH_DTYPES[dtype]} if dtype != "fp32" else {}
-    )
+    low_precision = dtype != "fp32"
     compiled = torch_tensorrt.dynamo.compile(
         program,
         arg_inputs=inputs,
-        use_explicit_typing=True,
         min_block_size=1,
-        cache_built_engines=True,
-        reuse_cached_engines=True,
-        **low_precision,
+        enable_autocast=low_precision,
+        autocast_low_precision_type=TORCH_DTYPES[dtype] if low_precision else None,
     )
     torch_tensorrt.save(compiled, str(out), output_format="exported_program", arg_inputs=inputs)
     return [out]

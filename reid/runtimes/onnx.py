@@ -1,5 +1,9 @@
-"""ONNX Runtime: a ``.onnx`` artifact on the CPU execution provider, or on CUDA / TensorRT execution
-providers where ``onnxruntime-gpu`` is installed and the device is a GPU."""
+"""ONNX Runtime: a ``.onnx`` artifact on the CPU execution provider, or on the CUDA execution provider
+where ``onnxruntime-gpu`` is installed and the device is a GPU.
+
+Not its TensorRT provider: without shape profiles it builds engines again for each new batch size (minutes
+for SE-IBN-R50), and it needs the TensorRT its build was linked against. TensorRT is the ``tensorrt``
+runtime's job (``reid export --format tensorrt``)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
 CPU_PROVIDER = "CPUExecutionProvider"
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+GPU_PROVIDER = "CUDAExecutionProvider"
 
 
 def onnxruntime_version() -> str:
@@ -33,17 +37,17 @@ def onnxruntime_version() -> str:
 
 
 def _providers(device: torch.device | None, available: list[str]) -> list[str]:
-    gpu = [p for p in GPU_PROVIDERS if p in available]
+    gpu = GPU_PROVIDER in available
     if device is None:  # the GPU where this onnxruntime can use one, else the CPU
         device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         return [CPU_PROVIDER]
     if not gpu:
         raise ConfigError(
-            f"onnxruntime has no GPU execution provider here (available: {', '.join(available)}); "
+            f"onnxruntime has no CUDA execution provider here (available: {', '.join(available)}); "
             "install onnxruntime-gpu or use --device cpu"
         )
-    return [*gpu, CPU_PROVIDER]
+    return [GPU_PROVIDER, CPU_PROVIDER]
 
 
 class OnnxRuntime(ArtifactRuntime):

@@ -374,4 +374,7 @@ class VectorIndex:
             return
         self._gpu_resources = resources
         self._device_lock = threading.Lock()
+        # FAISS's GPU indexes ignore SearchParameters.sel without an error (only its cuVS build applies
+        # it), so a filter on the GPU must never rely on a selector: over-fetch and filter instead.
+        self._selectors_work = False
         self._describe_active()

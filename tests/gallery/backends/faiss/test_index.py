@@ -142,6 +142,33 @@ def test_cpu_only_build_stays_on_cpu():
         index.use_gpu(True)
 
 
+def test_a_gpu_index_filters_without_selectors(monkeypatch):
+    """FAISS's GPU indexes ignore a search-time selector without an error, so on one (the CPU index stands
+    in for it here) a filter must be applied by over-fetching, never passed as a selector."""
+    index, vectors, ids = _filled("Flat")
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda resources, device, cpu: cpu, raising=False)
+    index.use_gpu(True)
+    assert index.device == "gpu"
+    sent = []
+    search = index._search
+
+    def spy(queries, k, params):
+        sent.append(params)
+        return search(queries, k, params)
+
+    monkeypatch.setattr(index, "_search", spy)
+    allowed = np.zeros(ids.max() + 1, dtype=bool)
+    allowed[ids[ids % 3 == 0]] = True
+    queries = unit_vectors(5, DIM, seed=1)
+    _, found = index.search(queries, 7, allowed=allowed, knobs=NO_TUNING)
+    keep = allowed[ids]
+    assert found.tolist() == [want for want, _ in brute_force(vectors[keep], ids[keep], queries, 7)]
+    assert sent
+    assert all(params is None or params.sel is None for params in sent)
+
+
 @pytest.mark.gpu
 def test_gpu_index_matches_cpu():
     faiss = pytest.importorskip("faiss")
