@@ -12,7 +12,9 @@ import torch
 from reid.cudagraphs import Forward, GraphedForward, Replay
 from reid.engine import EngineOptions, load_extractor
 from reid.errors import ConfigError
+from reid.export.verify import relative_error
 from reid.optimize import OptimizeOptions, optimize_model
+from reid.runtimes.artifact import THRESHOLDS
 from tests.helpers import calibrated_extractor, smooth_images
 
 
@@ -85,6 +87,9 @@ def test_graphed_extractor_matches_eager_at_every_batch_size(dtype):
     reference = plain.embed_batch(images)
     for size in (1, 3, 8, 11):
         got = np.concatenate([graphed.embed_batch(images[i : i + size]) for i in range(0, 11, size)])
-        np.testing.assert_allclose(got, reference, atol=2e-2 if dtype == "bf16" else 1e-4)
+        # Padded buckets pick other kernels (TF32 convolutions in fp32): judged against the distance
+        # between people, where a stale or wrong replay would be as far off as another person.
+        error, _ = relative_error(reference, got)
+        assert error <= THRESHOLDS[dtype], (size, error)
     for extractor in (plain, graphed):
         extractor.close()
