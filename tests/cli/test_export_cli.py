@@ -29,6 +29,7 @@ def pictures(tmp_path_factory) -> Path:
 
 
 def test_export_refuses_then_forces(cli, tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("openvino")
     args = ("export", tiny_checkpoint, "--format", "openvino", "--dtype", "fp32", "--threshold", "0")
     assert cli(*args, "--out", tmp_path / "refused") == 2
     assert "error: the openvino fp32 artifact" in capsys.readouterr().err
@@ -42,6 +43,7 @@ def test_export_refuses_then_forces(cli, tiny_checkpoint: Path, tmp_path: Path, 
 
 
 def test_export_writes_beside_the_checkpoint_by_default(cli, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
     (tmp_path / "w").mkdir()
     for file in (tiny_checkpoint, tiny_checkpoint.with_suffix(".json")):
         (tmp_path / "w" / file.name).write_bytes(file.read_bytes())
