@@ -28,16 +28,15 @@ from pydantic import (
 
 from reid.gallery import Filters, RetentionPolicy
 from reid.gallery.filters import TIME_RANGES
-from reid.gallery.items import INPUT_FIELDS, ITEM_FIELDS, KEY_FIELD, FieldSpec
+from reid.gallery.items import INPUT_FIELDS, INT64_MAX, INT64_MIN, ITEM_FIELDS, KEY_FIELD, FieldSpec
 from reid.gallery.retention import MAX_DAYS, RetentionClock
 
-INT64_MAX = 2**63 - 1
 MAX_K = 1000
 EXAMPLE_MODEL = "se_resnet50_ibn_a-3f1c9a7be20d4c58"
 # A 1×1 white PNG, so the examples can be sent as they are.
 EXAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
 
-INT64_RANGE = Interval(ge=-(2**63), le=INT64_MAX)
+INT64_RANGE = Interval(ge=INT64_MIN, le=INT64_MAX)
 Int64 = Annotated[int, INT64_RANGE]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Base64Image = Annotated[

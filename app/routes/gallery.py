@@ -19,7 +19,6 @@ from app.openapi import error_responses, request_body
 from app.routes.embed import IMAGE_ERRORS, KEY_ERRORS
 from app.schemas import (
     GALLERY_STATS_EXAMPLE,
-    INT64_MAX,
     DeleteResponse,
     GalleryAddRequest,
     GalleryAddResponse,
@@ -28,7 +27,7 @@ from app.schemas import (
     ItemFields,
 )
 from reid.gallery import Actor, GalleryItem, GalleryStats, GalleryStore
-from reid.gallery.items import fields_of
+from reid.gallery.items import INT64_MAX, fields_of
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
 

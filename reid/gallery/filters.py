@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reid.errors import ConfigError
-from reid.gallery.items import INSERTED_FIELD, TIMESTAMP_FIELD
+from reid.gallery.items import INSERTED_FIELD, INT64_MAX, INT64_MIN, TIMESTAMP_FIELD
 
 MetadataValue = str | int | float
 # The inclusive time ranges: the item field each bounds, and the conditions holding its lower and upper bound.
@@ -33,13 +33,10 @@ def _condition(help: str, value: Any, *, many: bool = False) -> Any:
     return field(default=None, metadata={"help": help, "value": value, "many": many})
 
 
-INT64 = 2**63  # metadata integers must fit a store's 64-bit integers
-
-
 def _metadata_value(key: str, value: object) -> MetadataValue:
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and -INT64 <= value < INT64:
+    if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value

@@ -82,6 +82,8 @@ INPUT_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in ITEM_FIELDS if not f.mana
 """The fields a caller gives (the managed ones left out)."""
 KEY_FIELD = next(f.name for f in ITEM_FIELDS if f.unique)
 INSERTED_FIELD = "inserted_at"
+# The stores' integers (ids, metadata values): SQLite's and Milvus's signed 64 bits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 TIMESTAMP_FIELD = "timestamp"  # when the crop was taken (capture time filters and retention count from it)
 
 
