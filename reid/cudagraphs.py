@@ -39,8 +39,9 @@ def capture_cuda_graph(forward: Forward, static_input: torch.Tensor) -> tuple[Re
             forward(static_input)
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    # The capture stream must be on the input's device: torch.cuda.graph's default is the current device's.
-    with torch.cuda.graph(graph, stream=torch.cuda.Stream(device), capture_error_mode="thread_local"):
+    # Captured on the warm-up stream, which is on the input's device (torch.cuda.graph's own default stream
+    # belongs to the current device).
+    with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
         static_output = forward(static_input)
     return graph.replay, static_output
 
